@@ -1,0 +1,1 @@
+"""Timing scripts; each prints a table and writes JSON under benchmarks/results/."""

@@ -1,0 +1,57 @@
+"""Per-site statistics of the scaling factors: how many channels each modality exchanges."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cenfusion.nn import exchange_mask, exchange_sites
+
+
+@dataclass(frozen=True)
+class ExchangeStats:
+    """One exchange site: per modality, the channels below the threshold and |gamma| summary."""
+
+    site: str
+    num_channels: int
+    exchanged: tuple[int, ...]
+    mean_abs_gamma: tuple[float, ...]
+
+    @property
+    def exchanged_fraction(self) -> tuple[float, ...]:
+        return tuple(n / self.num_channels for n in self.exchanged)
+
+
+def exchange_statistics(model: nn.Module, threshold: float | None = None) -> list[ExchangeStats]:
+    """Statistics for every exchange site of ``model``.
+
+    ``threshold`` defaults to each site's own; give one to ask "what would exchange at theta"
+    for a model trained with exchange off.
+    """
+    stats = []
+    for name, norm in exchange_sites(model):
+        theta = threshold if threshold is not None else norm.exchange_threshold
+        gamma = norm.weight.detach()
+        mask = (
+            exchange_mask(gamma, theta)
+            if theta is not None
+            else torch.zeros_like(gamma, dtype=bool)
+        )
+        stats.append(
+            ExchangeStats(
+                site=name,
+                num_channels=norm.num_features,
+                exchanged=tuple(int(v) for v in mask.sum(dim=1)),
+                mean_abs_gamma=tuple(float(v) for v in gamma.abs().mean(dim=1)),
+            )
+        )
+    return stats
+
+
+def exchanged_fraction(model: nn.Module) -> float:
+    """Fraction of all (modality, channel) pairs at exchange sites that are exchanged."""
+    stats = exchange_statistics(model)
+    total = sum(s.num_channels * len(s.exchanged) for s in stats)
+    return sum(sum(s.exchanged) for s in stats) / total if total else 0.0

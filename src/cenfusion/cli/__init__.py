@@ -1,0 +1,33 @@
+"""The ``cenfusion`` command: a thin dispatcher over one module per sub-command.
+
+Each sub-command module exposes ``add_parser(subparsers)``, which registers its parser and sets
+``func`` (a callable taking the parsed namespace and returning an exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from cenfusion.cli import demo, synth
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cenfusion", description="Multimodal fusion by channel exchanging (CEN)."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (demo, synth):
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:
+        print(f"cenfusion {args.command}: error: {error}", file=sys.stderr)
+        return 2

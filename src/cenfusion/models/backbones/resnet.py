@@ -1,0 +1,301 @@
+"""ResNet-18/34/50/101/152 over stacked modalities: shared convolutions, private norms.
+
+Every convolution is shared by all modalities (one call over the ``(M*B, C, H, W)`` tensor);
+every norm is a :class:`~cenfusion.nn.ModalityBatchNorm2d`. Exchange sites, as in the paper:
+the norm after the 3x3 convolution of each residual branch, before its ReLU, i.e. ``bn2`` of a
+bottleneck (ResNet-50/101/152) and ``bn1`` of a basic block (ResNet-18/34, which the paper does
+not use; its ``bn1`` is the basic block's only norm followed by a non-linearity inside the
+branch). Never in the stem nor the downsample path. ``exchange_norms`` moves the sites.
+
+The same class with ``nn.BatchNorm2d`` as its norm is the plain unimodal ResNet
+(:func:`create_plain_backbone`), so both share one definition of the architecture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from cenfusion.nn import ModalityBatchNorm2d, stack_modalities
+
+NormFactory = Callable[[int, bool], nn.Module]
+"""``(num_features, is_exchange_site) -> norm module``."""
+
+
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+    norm_names = ("bn1", "bn2")
+    default_exchange_norms = ("bn1",)
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        norm: NormFactory,
+        exchange_norms: Sequence[str],
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = norm(planes, "bn1" in exchange_norms)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = norm(planes, "bn2" in exchange_norms)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+    norm_names = ("bn1", "bn2", "bn3")
+    default_exchange_norms = ("bn2",)
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        norm: NormFactory,
+        exchange_norms: Sequence[str],
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.conv1 = conv1x1(inplanes, planes)
+        self.bn1 = norm(planes, "bn1" in exchange_norms)
+        self.conv2 = conv3x3(planes, planes, stride)
+        self.bn2 = norm(planes, "bn2" in exchange_norms)
+        self.conv3 = conv1x1(planes, planes * self.expansion)
+        self.bn3 = norm(planes * self.expansion, "bn3" in exchange_norms)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+@dataclass(frozen=True)
+class ResNetSpec:
+    block: type[BasicBlock] | type[Bottleneck]
+    layers: tuple[int, int, int, int]
+
+
+RESNETS: dict[str, ResNetSpec] = {
+    "resnet18": ResNetSpec(BasicBlock, (2, 2, 2, 2)),
+    "resnet34": ResNetSpec(BasicBlock, (3, 4, 6, 3)),
+    "resnet50": ResNetSpec(Bottleneck, (3, 4, 6, 3)),
+    "resnet101": ResNetSpec(Bottleneck, (3, 4, 23, 3)),
+    "resnet152": ResNetSpec(Bottleneck, (3, 8, 36, 3)),
+}
+
+
+class ResNet(nn.Module):
+    """A ResNet trunk returning features at strides 4, 8, 16 and 32 (timm's ``features_only``).
+
+    Module names follow torchvision's ResNet (``conv1``, ``bn1``, ``layer1.0.conv2``,
+    ``layer1.0.downsample.1``, ...) so its ImageNet state dicts map key for key.
+    """
+
+    def __init__(
+        self,
+        spec: ResNetSpec,
+        norm: NormFactory,
+        exchange_norms: Sequence[str] | None = None,
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        block = spec.block
+        if exchange_norms is None:
+            exchange_norms = block.default_exchange_norms
+        elif exchange_norms == "all":
+            exchange_norms = block.norm_names
+        unknown = set(exchange_norms) - set(block.norm_names)
+        if unknown:
+            raise ValueError(
+                f"exchange_norms: {sorted(unknown)} are not norms of {block.__name__} "
+                f"(which has {list(block.norm_names)})"
+            )
+        self.exchange_norms = tuple(exchange_norms)
+        self.in_channels = in_channels
+        self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = norm(64, False)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        inplanes = 64
+        for index, (planes, blocks) in enumerate(
+            zip((64, 128, 256, 512), spec.layers, strict=True), start=1
+        ):
+            stride = 1 if index == 1 else 2
+            layer, inplanes = _make_layer(
+                block, inplanes, planes, blocks, stride, norm, exchange_norms
+            )
+            self.add_module(f"layer{index}", layer)
+        self.feature_channels = tuple(p * block.expansion for p in (64, 128, 256, 512))
+        self.feature_strides = (4, 8, 16, 32)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """torchvision's initialisation: He-normal convolutions, unit-gamma norms."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward_features(self, x: Tensor) -> list[Tensor]:
+        """x: stacked ``(M*B, C, H, W)`` -> four stacked features at strides 4, 8, 16, 32."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        features = []
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = layer(x)
+            features.append(x)
+        return features
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        return self.forward_features(x)
+
+
+def _make_layer(
+    block: type[BasicBlock] | type[Bottleneck],
+    inplanes: int,
+    planes: int,
+    blocks: int,
+    stride: int,
+    norm: NormFactory,
+    exchange_norms: Sequence[str],
+) -> tuple[nn.Sequential, int]:
+    downsample = None
+    if stride != 1 or inplanes != planes * block.expansion:
+        downsample = nn.Sequential(
+            conv1x1(inplanes, planes * block.expansion, stride),
+            norm(planes * block.expansion, False),
+        )
+    layers = [block(inplanes, planes, norm, exchange_norms, stride, downsample)]
+    inplanes = planes * block.expansion
+    layers += [block(inplanes, planes, norm, exchange_norms) for _ in range(1, blocks)]
+    return nn.Sequential(*layers), inplanes
+
+
+class CENResNet(ResNet):
+    """A ResNet over several modalities with private norms and channel exchange.
+
+    ``forward`` takes a ``{modality: (B, C, H, W)}`` dict, a list in ``modalities`` order, or an
+    already stacked ``(M*B, in_channels, H, W)`` tensor; 1-channel inputs are tiled to the stem.
+    """
+
+    def __init__(
+        self,
+        spec: ResNetSpec,
+        modalities: Sequence[str],
+        bn_threshold: float = 2e-2,
+        exchange: bool = True,
+        exchange_norms: Sequence[str] | None = None,
+        in_channels: int = 3,
+    ) -> None:
+        modalities = tuple(modalities)
+        if not modalities or len(set(modalities)) != len(modalities):
+            raise ValueError(f"modalities: expected distinct names, got {list(modalities)}")
+        num_modalities = len(modalities)
+        threshold = bn_threshold if exchange else None
+
+        def norm(num_features: int, site: bool) -> nn.Module:
+            return ModalityBatchNorm2d(
+                num_features,
+                num_modalities,
+                exchange_threshold=threshold if site else None,
+                exchange_site=site,
+            )
+
+        super().__init__(spec, norm, exchange_norms, in_channels)
+        self.modalities = modalities
+        self.num_modalities = num_modalities
+        self.bn_threshold = bn_threshold
+        self.exchange = exchange
+
+    def stack(self, inputs: Mapping[str, Tensor] | Sequence[Tensor] | Tensor) -> Tensor:
+        """Validate and stack inputs into ``(M*B, in_channels, H, W)``."""
+        if isinstance(inputs, Tensor):
+            if inputs.dim() != 4 or inputs.shape[1] != self.in_channels:
+                raise ValueError(
+                    f"stacked input: expected (M*B, {self.in_channels}, H, W), "
+                    f"got {tuple(inputs.shape)}"
+                )
+            if inputs.shape[0] % self.num_modalities:
+                raise ValueError(
+                    f"stacked input of shape {tuple(inputs.shape)}: batch axis must be a "
+                    f"multiple of {self.num_modalities} modalities {list(self.modalities)}"
+                )
+            return inputs
+        return stack_modalities(inputs, self.modalities, channels=self.in_channels)
+
+    def forward(self, inputs: Mapping[str, Tensor] | Sequence[Tensor] | Tensor) -> list[Tensor]:
+        return self.forward_features(self.stack(inputs))
+
+
+def _spec(name: str) -> ResNetSpec:
+    if name not in RESNETS:
+        raise ValueError(f"backbone: expected one of {sorted(RESNETS)}, got {name!r}")
+    return RESNETS[name]
+
+
+def create_backbone(
+    name: str,
+    modalities: Sequence[str] | int = ("rgb", "depth"),
+    bn_threshold: float = 2e-2,
+    exchange: bool = True,
+    exchange_norms: Sequence[str] | str | None = None,
+    pretrained: str | None = None,
+    in_channels: int = 3,
+) -> CENResNet:
+    """Build a CEN ResNet (``resnet18`` .. ``resnet152``) over ``modalities``.
+
+    ``modalities`` is a sequence of names, or a count ``M`` (names ``m0 .. m{M-1}``).
+    ``pretrained`` is the path of a torchvision-format ImageNet state dict (``.pth``); every
+    BatchNorm is copied into each modality's norm. Nothing is ever downloaded.
+    """
+    if isinstance(modalities, int):
+        modalities = tuple(f"m{i}" for i in range(modalities))
+    model = CENResNet(_spec(name), modalities, bn_threshold, exchange, exchange_norms, in_channels)
+    if pretrained is not None:
+        from cenfusion.models.backbones.pretrained import load_torchvision_resnet
+
+        load_torchvision_resnet(model, pretrained)
+    return model
+
+
+def create_plain_backbone(name: str, pretrained: str | None = None, in_channels: int = 3) -> ResNet:
+    """The same ResNet trunk with ``nn.BatchNorm2d``: the unimodal network, for comparison."""
+    model = ResNet(_spec(name), lambda channels, site: nn.BatchNorm2d(channels), (), in_channels)
+    if pretrained is not None:
+        from cenfusion.models.backbones.pretrained import load_torchvision_resnet
+
+        load_torchvision_resnet(model, pretrained)
+    return model
+
+
+__all__ = [
+    "RESNETS",
+    "BasicBlock",
+    "Bottleneck",
+    "CENResNet",
+    "ResNet",
+    "create_backbone",
+    "create_plain_backbone",
+]

@@ -1,0 +1,43 @@
+"""The learned ensemble of the per-modality predictions.
+
+``ens = sum_m softmax(alpha)_m * out_m.detach()``: the detach means the ensemble's loss trains
+``alpha`` only and never pushes the branches towards each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from cenfusion.nn.stacking import modality_view, unstack_modalities
+
+
+class Ensemble(nn.Module):
+    """Softmax-weighted sum of the ``M`` branch outputs; ``alpha`` starts at ones (equal)."""
+
+    def __init__(self, num_modalities: int) -> None:
+        super().__init__()
+        self.num_modalities = num_modalities
+        self.alpha = nn.Parameter(torch.ones(num_modalities))
+
+    def weights(self) -> Tensor:
+        """``softmax(alpha)``: the weight of each modality in the ensemble."""
+        return torch.softmax(self.alpha, dim=0)
+
+    def forward(self, outputs: Tensor) -> Tensor:
+        """outputs: ``(M*B, ...)`` stacked branch outputs -> ``(B, ...)`` ensemble."""
+        per_modality = modality_view(outputs.detach(), self.num_modalities)
+        weights = self.weights().to(per_modality.dtype)
+        return torch.tensordot(weights, per_modality, dims=1)
+
+    def named_outputs(self, outputs: Tensor, modalities: Sequence[str]) -> dict[str, Tensor]:
+        """``{modality: (B, ...), ..., "ensemble": (B, ...)}`` from stacked branch outputs."""
+        if len(modalities) != self.num_modalities:
+            raise ValueError(
+                f"Ensemble of {self.num_modalities} modalities got names {list(modalities)}"
+            )
+        named = unstack_modalities(outputs, modalities)
+        named["ensemble"] = self(outputs)
+        return named

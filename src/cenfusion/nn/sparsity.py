@@ -1,0 +1,67 @@
+"""The L1 sparsity term on the scaling factors of the exchanging norms.
+
+``disjoint`` (the paper's default): the ``C`` channels of each exchange site are split into ``M``
+contiguous chunks and modality ``m`` is penalised on chunk ``m`` only, so every channel keeps at
+least one modality free to carry it. ``all`` penalises every channel of every modality (an
+ablation of the paper); ``none`` penalises nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+SparsityMode = Literal["none", "disjoint", "all"]
+SPARSITY_MODES: tuple[str, ...] = ("none", "disjoint", "all")
+
+
+def exchange_sites(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """``(name, norm)`` for every private norm of ``model`` that is an exchange site."""
+    from cenfusion.nn.norm import _ModalityNorm
+
+    for name, module in model.named_modules():
+        if isinstance(module, _ModalityNorm) and module.exchange_site:
+            yield name, module
+
+
+def chunk_bounds(num_features: int, num_modalities: int, modality: int) -> tuple[int, int]:
+    """``[start, stop)`` of modality ``modality``'s disjoint chunk of ``num_features`` channels.
+
+    Chunk ``m`` is ``[m*C // M, (m+1)*C // M)``: exactly ``C / M`` channels each when ``M``
+    divides ``C``, and for ``M = 2`` the public code's ``[:C // 2]`` / ``[C // 2:]``.
+    """
+    if not 0 <= modality < num_modalities:
+        raise ValueError(f"modality index {modality} out of range for {num_modalities} modalities")
+    return modality * num_features // num_modalities, (
+        modality + 1
+    ) * num_features // num_modalities
+
+
+def penalised_scaling_factors(
+    model: nn.Module, mode: SparsityMode = "disjoint"
+) -> Iterator[Tensor]:
+    """Yield the scaling factors (views of the norms' ``weight``) that the L1 term covers."""
+    if mode not in SPARSITY_MODES:
+        raise ValueError(f"sparsity mode: expected one of {SPARSITY_MODES}, got {mode!r}")
+    if mode == "none":
+        return
+    for _, norm in exchange_sites(model):
+        if mode == "all":
+            yield norm.weight
+            continue
+        for m in range(norm.num_modalities):
+            start, stop = chunk_bounds(norm.num_features, norm.num_modalities, m)
+            yield norm.weight[m, start:stop]
+
+
+def sparsity_penalty(model: nn.Module, lam: float, mode: SparsityMode = "disjoint") -> Tensor:
+    """``lam * sum |gamma|`` over :func:`penalised_scaling_factors` (a scalar tensor)."""
+    factors = list(penalised_scaling_factors(model, mode))
+    if not factors:
+        reference = next(model.parameters(), None)
+        device = reference.device if reference is not None else None
+        return torch.zeros((), device=device)
+    return lam * torch.stack([f.abs().sum() for f in factors]).sum()
