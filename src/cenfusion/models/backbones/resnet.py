@@ -24,8 +24,10 @@ NormFactory = Callable[[int, bool], nn.Module]
 """``(num_features, is_exchange_site) -> norm module``."""
 
 
-def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(
+        in_planes, out_planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False
+    )
 
 
 def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -45,12 +47,13 @@ class BasicBlock(nn.Module):
         exchange_norms: Sequence[str],
         stride: int = 1,
         downsample: nn.Module | None = None,
+        dilation: int = 1,
     ) -> None:
         super().__init__()
-        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.conv1 = conv3x3(inplanes, planes, stride, dilation)
         self.bn1 = norm(planes, "bn1" in exchange_norms)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(planes, planes)
+        self.conv2 = conv3x3(planes, planes, dilation=dilation)
         self.bn2 = norm(planes, "bn2" in exchange_norms)
         self.downsample = downsample
 
@@ -74,11 +77,12 @@ class Bottleneck(nn.Module):
         exchange_norms: Sequence[str],
         stride: int = 1,
         downsample: nn.Module | None = None,
+        dilation: int = 1,
     ) -> None:
         super().__init__()
         self.conv1 = conv1x1(inplanes, planes)
         self.bn1 = norm(planes, "bn1" in exchange_norms)
-        self.conv2 = conv3x3(planes, planes, stride)
+        self.conv2 = conv3x3(planes, planes, stride, dilation)
         self.bn2 = norm(planes, "bn2" in exchange_norms)
         self.conv3 = conv1x1(planes, planes * self.expansion)
         self.bn3 = norm(planes * self.expansion, "bn3" in exchange_norms)
@@ -113,6 +117,8 @@ class ResNet(nn.Module):
 
     Module names follow torchvision's ResNet (``conv1``, ``bn1``, ``layer1.0.conv2``,
     ``layer1.0.downsample.1``, ...) so its ImageNet state dicts map key for key.
+    ``output_stride`` 16 or 8 replaces the stride of layer4 (and layer3) by dilation, as
+    torchvision's ``replace_stride_with_dilation`` does (for PSPNet-style heads).
     """
 
     def __init__(
@@ -121,8 +127,12 @@ class ResNet(nn.Module):
         norm: NormFactory,
         exchange_norms: Sequence[str] | None = None,
         in_channels: int = 3,
+        output_stride: int = 32,
     ) -> None:
         super().__init__()
+        dilate = {32: (False, False, False), 16: (False, False, True), 8: (False, True, True)}
+        if output_stride not in dilate:
+            raise ValueError(f"output_stride: expected 8, 16 or 32, got {output_stride}")
         block = spec.block
         if exchange_norms is None:
             exchange_norms = block.default_exchange_norms
@@ -140,17 +150,23 @@ class ResNet(nn.Module):
         self.bn1 = norm(64, False)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        inplanes = 64
-        for index, (planes, blocks) in enumerate(
-            zip((64, 128, 256, 512), spec.layers, strict=True), start=1
-        ):
-            stride = 1 if index == 1 else 2
+        inplanes, dilation, stride_so_far = 64, 1, 4
+        strides = []
+        widths = (64, 128, 256, 512)
+        for index, (planes, blocks) in enumerate(zip(widths, spec.layers, strict=True), start=1):
+            stride, previous_dilation = (1 if index == 1 else 2), dilation
+            if index > 1 and dilate[output_stride][index - 2]:
+                dilation, stride = dilation * stride, 1
+            stride_so_far *= stride
+            strides.append(stride_so_far)
             layer, inplanes = _make_layer(
-                block, inplanes, planes, blocks, stride, norm, exchange_norms
-            )
+                block, inplanes, planes, blocks, stride, norm, exchange_norms,
+                previous_dilation, dilation,
+            )  # fmt: skip
             self.add_module(f"layer{index}", layer)
-        self.feature_channels = tuple(p * block.expansion for p in (64, 128, 256, 512))
-        self.feature_strides = (4, 8, 16, 32)
+        self.feature_channels = tuple(p * block.expansion for p in widths)
+        self.feature_strides = tuple(strides)
+        self.output_stride = output_stride
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -180,6 +196,8 @@ def _make_layer(
     stride: int,
     norm: NormFactory,
     exchange_norms: Sequence[str],
+    first_dilation: int = 1,
+    dilation: int = 1,
 ) -> tuple[nn.Sequential, int]:
     downsample = None
     if stride != 1 or inplanes != planes * block.expansion:
@@ -187,9 +205,11 @@ def _make_layer(
             conv1x1(inplanes, planes * block.expansion, stride),
             norm(planes * block.expansion, False),
         )
-    layers = [block(inplanes, planes, norm, exchange_norms, stride, downsample)]
+    layers = [block(inplanes, planes, norm, exchange_norms, stride, downsample, first_dilation)]
     inplanes = planes * block.expansion
-    layers += [block(inplanes, planes, norm, exchange_norms) for _ in range(1, blocks)]
+    layers += [
+        block(inplanes, planes, norm, exchange_norms, dilation=dilation) for _ in range(1, blocks)
+    ]
     return nn.Sequential(*layers), inplanes
 
 
@@ -208,6 +228,7 @@ class CENResNet(ResNet):
         exchange: bool = True,
         exchange_norms: Sequence[str] | None = None,
         in_channels: int = 3,
+        output_stride: int = 32,
     ) -> None:
         modalities = tuple(modalities)
         if not modalities or len(set(modalities)) != len(modalities):
@@ -223,7 +244,7 @@ class CENResNet(ResNet):
                 exchange_site=site,
             )
 
-        super().__init__(spec, norm, exchange_norms, in_channels)
+        super().__init__(spec, norm, exchange_norms, in_channels, output_stride)
         self.modalities = modalities
         self.num_modalities = num_modalities
         self.bn_threshold = bn_threshold
@@ -263,6 +284,7 @@ def create_backbone(
     exchange_norms: Sequence[str] | str | None = None,
     pretrained: str | None = None,
     in_channels: int = 3,
+    output_stride: int = 32,
 ) -> CENResNet:
     """Build a CEN ResNet (``resnet18`` .. ``resnet152``) over ``modalities``.
 
@@ -272,7 +294,9 @@ def create_backbone(
     """
     if isinstance(modalities, int):
         modalities = tuple(f"m{i}" for i in range(modalities))
-    model = CENResNet(_spec(name), modalities, bn_threshold, exchange, exchange_norms, in_channels)
+    model = CENResNet(
+        _spec(name), modalities, bn_threshold, exchange, exchange_norms, in_channels, output_stride
+    )
     if pretrained is not None:
         from cenfusion.models.backbones.pretrained import load_torchvision_resnet
 
@@ -280,9 +304,12 @@ def create_backbone(
     return model
 
 
-def create_plain_backbone(name: str, pretrained: str | None = None, in_channels: int = 3) -> ResNet:
+def create_plain_backbone(
+    name: str, pretrained: str | None = None, in_channels: int = 3, output_stride: int = 32
+) -> ResNet:
     """The same ResNet trunk with ``nn.BatchNorm2d``: the unimodal network, for comparison."""
-    model = ResNet(_spec(name), lambda channels, site: nn.BatchNorm2d(channels), (), in_channels)
+    plain_norm = lambda channels, site: nn.BatchNorm2d(channels)  # noqa: E731
+    model = ResNet(_spec(name), plain_norm, (), in_channels, output_stride)
     if pretrained is not None:
         from cenfusion.models.backbones.pretrained import load_torchvision_resnet
 

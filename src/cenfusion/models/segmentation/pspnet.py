@@ -1,0 +1,58 @@
+"""PSPNet head (Zhao et al. 2017): pyramid pooling at 1, 2, 3 and 6 bins over the deepest feature.
+
+Its norms are private per modality (``ModalityBatchNorm2d`` without exchange: the paper
+exchanges only in the encoder); the convolutions are shared. Used on a dilated backbone
+(``output_stride=8`` by default), so the logits come out at 1/8 of the input resolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cenfusion.nn import ModalityBatchNorm2d
+
+
+class PyramidPoolingHead(nn.Module):
+    def __init__(
+        self,
+        feature_channels: Sequence[int],
+        num_classes: int,
+        num_modalities: int,
+        bins: Sequence[int] = (1, 2, 3, 6),
+        channels: int = 512,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        in_channels = feature_channels[-1]
+        branch_channels = in_channels // len(bins)
+        self.bins = tuple(bins)
+        self.branches = nn.ModuleList(
+            nn.ModuleDict(
+                {
+                    "conv": nn.Conv2d(in_channels, branch_channels, 1, bias=False),
+                    "bn": ModalityBatchNorm2d(branch_channels, num_modalities),
+                }
+            )
+            for _ in self.bins
+        )
+        self.bottleneck = nn.Conv2d(
+            in_channels + branch_channels * len(bins), channels, 3, padding=1, bias=False
+        )
+        self.bn = ModalityBatchNorm2d(channels, num_modalities)
+        self.dropout = nn.Dropout2d(dropout)
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, features: Sequence[Tensor]) -> Tensor:
+        x = features[-1]
+        size = x.shape[-2:]
+        pyramid = [x]
+        for bins, branch in zip(self.bins, self.branches, strict=True):
+            pooled = F.adaptive_avg_pool2d(x, bins)
+            pooled = F.relu(branch["bn"](branch["conv"](pooled)))
+            pyramid.append(F.interpolate(pooled, size=size, mode="bilinear", align_corners=True))
+        x = F.relu(self.bn(self.bottleneck(torch.cat(pyramid, dim=1))))
+        return self.classifier(self.dropout(x))

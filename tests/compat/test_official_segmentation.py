@@ -1,0 +1,140 @@
+"""cenfusion computes the public CEN code's function: RefineNet-ResNet-50, eval and train.
+
+The reference outputs in ../shared/fixtures/official/ were produced by the public code itself
+(its README says how to rebuild the weights and which tolerances hold).
+"""
+
+import json
+import zlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from cenfusion.compat import cenfusion_to_official, load_official, official_to_cenfusion
+from cenfusion.nn import exchange_mask
+
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "official"
+pytestmark = pytest.mark.skipif(
+    not (FIXTURES / "segmentation_refinenet50_io.pt").is_file(),
+    reason=f"official fixtures not found at {FIXTURES}",
+)
+MODALITIES = ("rgb", "depth", "ensemble")
+
+
+def reference_weight(key, shape, owner):
+    """The fixtures' rule: every entry of the public state dict comes from its key alone."""
+    g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
+    norm = owner in ("BatchNorm2d", "InstanceNorm2d")
+    if key.endswith("num_batches_tracked"):
+        return torch.tensor(0)
+    if key.endswith("running_mean"):
+        return torch.randn(shape, generator=g) * 0.1
+    if key.endswith("running_var"):
+        return torch.rand(shape, generator=g) + 0.5
+    if key == "alpha":
+        return torch.tensor([0.3, -0.2])
+    if norm and key.endswith("weight"):
+        u = torch.rand(shape, generator=g)
+        return torch.where(u < 0.3, u / 30, 0.5 + u)
+    if norm and key.endswith("bias"):
+        return torch.randn(shape, generator=g) * 0.1
+    if key.endswith("weight") and len(shape) == 4:
+        return torch.randn(shape, generator=g) * (1.0 / (shape[1] * shape[2] * shape[3])) ** 0.5
+    if key.endswith("bias"):
+        return torch.randn(shape, generator=g) * 0.01
+    raise AssertionError(f"no rule for {key}")
+
+
+@pytest.fixture(scope="module")
+def official_state():
+    keys = json.loads((FIXTURES / "segmentation_refinenet50_keys.json").read_text())
+    return {k: reference_weight(k, tuple(shape), owner) for k, shape, owner in keys}
+
+
+@pytest.fixture(scope="module")
+def io():
+    return torch.load(FIXTURES / "segmentation_refinenet50_io.pt", weights_only=True)
+
+
+@pytest.fixture
+def model(official_state):
+    checkpoint = {"segmenter": {"module." + k: v for k, v in official_state.items()}}
+    return load_official(
+        checkpoint, backbone="resnet50", num_classes=40, modalities=("rgb", "depth")
+    )
+
+
+def assert_output_close(got, ref):
+    tolerance = 1e-4 * max(1.0, ref.abs().max().item())
+    assert (got - ref).abs().max().item() <= tolerance
+
+
+def test_eval_outputs_match_the_public_code(model, io):
+    model.eval()
+    with torch.no_grad():
+        out = model(io["eval"]["inputs"])
+    for name, ref in zip(MODALITIES, io["eval"]["outputs"], strict=True):
+        assert_output_close(out[name], ref)
+    assert_output_close(model.ensemble.weights().detach(), io["eval"]["alpha_soft"])
+
+
+def test_train_outputs_and_gradients_match_the_public_code(model, io):
+    model.train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.eval()
+    out = model(io["train"]["inputs"])
+    for name, ref in zip(MODALITIES, io["train"]["outputs"], strict=True):
+        assert_output_close(out[name], ref)
+    sum(o.sum() for o in out.values()).backward()
+    grads = cenfusion_to_official(
+        {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    )
+
+    def relative(key):
+        got, ref = grads[key], io["train"]["grads"][key]
+        cosine = torch.nn.functional.cosine_similarity(got.flatten(), ref.flatten(), dim=0)
+        return ((got - ref).norm() / ref.norm()).item(), cosine.item()
+
+    assert relative("clf_conv.module.weight")[0] <= 1e-4
+    assert relative("alpha")[0] <= 1e-3
+    for key in ("conv1.module.weight", "layer1.0.bn2.bn_0.weight", "layer1.0.bn2.bn_1.weight",
+                "layer3.2.conv2.module.weight"):  # fmt: skip
+        rel, cosine = relative(key)
+        assert rel <= 0.05 and cosine >= 0.999, key
+
+
+def test_exchange_masks_match_the_public_code(model):
+    expected = json.loads((FIXTURES / "segmentation_exchange_masks.json").read_text())
+    for site, per_modality in expected.items():
+        mask = exchange_mask(model.backbone.get_submodule(site).weight, 2e-2)
+        for m in range(2):
+            assert mask[m].nonzero().flatten().tolist() == per_modality[f"bn_{m}"]
+
+
+def test_without_exchange_the_outputs_differ(official_state, io):
+    """The fixtures do test the exchange: with it off, outputs move far beyond the tolerance."""
+    checkpoint = {"segmenter": official_state}
+    model = load_official(checkpoint, backbone="resnet50", num_classes=40, exchange=False)
+    model.eval()
+    with torch.no_grad():
+        out = model(io["eval"]["inputs"])
+    ref = io["eval"]["outputs"][0]
+    assert (out["m0"] - ref).abs().max().item() > 1.0
+
+
+def test_import_then_export_is_the_identity(official_state, model):
+    back = cenfusion_to_official(model.state_dict())
+    assert set(back) == set(official_state)
+    assert all(torch.equal(back[k], official_state[k]) for k in official_state)
+
+
+def test_another_architecture_is_refused_with_the_unmatched_keys(official_state):
+    with pytest.raises(ValueError, match="model keys not in the checkpoint.*layer3.6"):
+        load_official({"segmenter": official_state}, backbone="resnet101", num_classes=40)
+    with pytest.raises(ValueError, match="shape mismatches.*classifier.weight"):
+        load_official({"segmenter": official_state}, backbone="resnet50", num_classes=37)
+    bad = dict(official_state, **{"extra.module.weight": torch.zeros(1)})
+    with pytest.raises(ValueError, match="checkpoint keys without a place.*extra.module.weight"):
+        official_to_cenfusion(bad, load_official({"segmenter": official_state}).state_dict())
