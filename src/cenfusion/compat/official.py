@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-
 # official decoder level (1 = deepest) -> our stage name
 _LEVEL_TO_STAGE = {"1": "stage4", "2": "stage3", "3": "stage2", "4": "stage1"}
 _RCU_CONV = {"conv": "0", "conv_relu_varout_dimred": "1"}
@@ -205,10 +204,7 @@ def load_official(
 
     if task != "segmentation":
         raise ValueError(f"task: expected 'segmentation', got {task!r}")
-    if isinstance(source, (str, Path)):
-        checkpoint = _read_official(source)
-    else:
-        checkpoint = source
+    checkpoint = _read_official(source) if isinstance(source, (str, Path)) else source
     official = unwrap_official(checkpoint)
     if "alpha" in official and "modalities" not in model_kwargs:
         model_kwargs["modalities"] = len(official["alpha"])

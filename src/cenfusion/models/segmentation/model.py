@@ -1,4 +1,4 @@
-"""A CEN segmentation model: CEN backbone + shared decoder + one prediction per modality + ensemble."""
+"""A CEN segmentation model: CEN backbone + shared decoder + per-modality logits + ensemble."""
 
 from __future__ import annotations
 
