@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cenfusion.cli import demo, synth
+from cenfusion.cli import demo, evaluate, predict, synth, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,14 +18,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cenfusion", description="Multimodal fusion by channel exchanging (CEN)."
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, synth):
+    for module in (demo, synth, train, evaluate, predict):
         module.add_parser(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "accepts_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:

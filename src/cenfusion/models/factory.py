@@ -30,6 +30,7 @@ def create_model(
     output_stride: int | None = None,
     rcu_residual: str = "activated",
     dropout: float | None = None,
+    decoder_channels: Sequence[int] | None = None,
 ) -> nn.Module:
     """Build a CEN model.
 
@@ -37,6 +38,8 @@ def create_model(
     main model) or ``"pspnet"`` (pyramid pooling on a dilated backbone, ``output_stride`` 8 by
     default); ``backbone`` ``"resnet18"`` .. ``"resnet152"``; ``pretrained`` a local
     torchvision-format ImageNet state dict for the backbone. Any number of modalities.
+    ``decoder_channels``: RefineNet's (deepest, other) widths, the paper's (512, 256) by default;
+    PSPNet's bottleneck width (512 by default).
     """
     if task not in TASKS:
         raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
@@ -63,6 +66,7 @@ def create_model(
             num_classes,
             dropout=0.5 if dropout is None else dropout,
             rcu_residual=rcu_residual,
+            channels=tuple(decoder_channels) if decoder_channels else (512, 256),
         )
     else:
         decoder = PyramidPoolingHead(
@@ -70,5 +74,6 @@ def create_model(
             num_classes,
             encoder.num_modalities,
             dropout=0.1 if dropout is None else dropout,
+            channels=decoder_channels[0] if decoder_channels else 512,
         )
     return CENSegmentationModel(encoder, decoder, num_classes)

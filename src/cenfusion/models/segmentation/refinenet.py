@@ -5,7 +5,8 @@ From the deepest feature up: a 3x3 dimension reduction (to 512 for the deepest, 
 others), a residual conv unit (RCU) chain, the sum with the upsampled coarser path, a ReLU, a
 chained residual pooling (CRP: 4 stages of 5x5 max-pool + 3x3 conv), three more RCUs and a 3x3
 conv; bilinear upsampling with ``align_corners=True``; dropout 0.5 on layer3, layer4 and the
-last feature; a 3x3 classifier. Output at 1/4 of the input resolution.
+last feature; a 3x3 classifier. Output at 1/4 of the input resolution. ``channels`` (512, 256)
+are the paper's widths; smaller ones make a light decoder for small images and CPUs.
 
 RCU residual: the public code (and Light-Weight RefineNet's) applies an in-place ReLU to the
 block input, which is also the residual, so each RCU computes ``relu(x) + f(relu(x))``.
@@ -104,15 +105,17 @@ class RefineNetDecoder(nn.Module):
         num_classes: int,
         dropout: float = 0.5,
         rcu_residual: RcuResidual = "activated",
+        channels: tuple[int, int] = (512, 256),
     ) -> None:
         super().__init__()
         c1, c2, c3, c4 = feature_channels
+        deep, width = channels
         self.dropout = nn.Dropout(dropout)
-        self.stage4 = RefinementStage(c4, 512, 256, False, rcu_residual)
-        self.stage3 = RefinementStage(c3, 256, 256, True, rcu_residual)
-        self.stage2 = RefinementStage(c2, 256, 256, True, rcu_residual)
-        self.stage1 = RefinementStage(c1, 256, None, True, rcu_residual)
-        self.classifier = conv3x3(256, num_classes, bias=True)
+        self.stage4 = RefinementStage(c4, deep, width, False, rcu_residual)
+        self.stage3 = RefinementStage(c3, width, width, True, rcu_residual)
+        self.stage2 = RefinementStage(c2, width, width, True, rcu_residual)
+        self.stage1 = RefinementStage(c1, width, None, True, rcu_residual)
+        self.classifier = conv3x3(width, num_classes, bias=True)
 
     def forward(self, features: Sequence[Tensor]) -> Tensor:
         l1, l2, l3, l4 = features

@@ -1,0 +1,60 @@
+"""``cenfusion predict --checkpoint CKPT --rgb a.png --depth b.png -o out.png``.
+
+One flag per modality of the model (its names, e.g. ``--rgb``, ``--depth``, ``--thermal``),
+each a file or, for a batch, a folder; folders are matched by file name stem. Writes the
+colour-coded mask, ``*_overlay.png`` (mask over the RGB image) and ``*_labels.png`` (class
+indices).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="segment images with a trained checkpoint",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("-o", "--output", required=True, help="output PNG, or folder for folders")
+    parser.set_defaults(func=run, accepts_extra=True)
+
+
+def parse_modality_flags(extra: list[str]) -> dict[str, Path]:
+    if len(extra) % 2 or not all(flag.startswith("--") for flag in extra[::2]):
+        raise ValueError(f"expected --<modality> PATH pairs, got {extra}")
+    return {flag[2:]: Path(path) for flag, path in zip(extra[::2], extra[1::2], strict=True)}
+
+
+def run(args: argparse.Namespace) -> int:
+    from cenfusion.engine.predict import load_trained_model, predict_files
+
+    inputs = parse_modality_flags(args.extra)
+    for name, path in inputs.items():
+        if not path.exists():
+            raise FileNotFoundError(f"--{name}: {str(path)!r} does not exist")
+    model, config = load_trained_model(args.checkpoint)
+    output = Path(args.output)
+    if all(path.is_dir() for path in inputs.values()):
+        first = next(iter(inputs))
+        count = 0
+        for file in sorted(inputs[first].iterdir()):
+            matches = {name: _match(folder, file.stem) for name, folder in inputs.items()}
+            paths = predict_files(model, config, matches, output / f"{file.stem}.png")
+            count += 1
+        print(f"wrote {count} predictions to {output}")
+        return 0
+    paths = predict_files(model, config, inputs, output)
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _match(folder: Path, stem: str) -> Path:
+    candidates = sorted(folder.glob(f"{stem}.*"))
+    if not candidates:
+        raise FileNotFoundError(f"no file named {stem}.* in {str(folder)!r}")
+    return candidates[0]

@@ -1,0 +1,41 @@
+"""``cenfusion train CONFIG [key=value ...]``: train the model a config describes."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="train a model from a YAML config")
+    parser.add_argument("config", help="YAML config file (see configs/)")
+    parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        help="continue from output_dir/last.pt (or the checkpoint given)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cenfusion.config import load_config
+    from cenfusion.engine.segmentation import SegmentationTrainer, format_scores
+
+    config = load_config(args.config, args.overrides)
+    if config.task != "segmentation":
+        raise ValueError(f"task: expected 'segmentation', got {config.task!r}")
+    trainer = SegmentationTrainer(config, resume=args.resume, progress=not args.no_progress)
+    history = trainer.fit()
+    print(f"\ncheckpoints and metrics.jsonl in {config.output_dir}")
+    if history and "val" in history[-1]:
+        from cenfusion.metrics import SegmentationScores
+
+        final = {
+            name: SegmentationScores(**{**v, "per_class_iou": tuple(v["per_class_iou"])})
+            for name, v in history[-1]["val"].items()
+        }
+        print(format_scores(final, title="final validation"))
+    return 0

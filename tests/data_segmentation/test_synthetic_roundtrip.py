@@ -1,0 +1,28 @@
+"""``cenfusion synth nyudv2`` output is read unchanged by the NYUDv2 loader, value for value."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cenfusion.data.segmentation import NYUDv2
+from cenfusion.data.synthetic import NUM_CLASSES, SyntheticScenes
+from cenfusion.data.synthetic.writers import write_nyudv2
+from tests.data_segmentation.helpers import expected_rgb
+
+
+def test_synthetic_nyudv2_folder_reads_back_as_the_in_memory_scenes(tmp_path):
+    size = (24, 32)
+    root = write_nyudv2(
+        tmp_path / "synth", 2, 1, seed=3, size=size, void_holes=True, progress=False
+    )
+    memory = SyntheticScenes(3, ("rgb", "depth"), seed=3, size=size, void_holes=True)
+    train = NYUDv2(root, "train.txt", num_classes=NUM_CLASSES)
+    val = NYUDv2(root, "val.txt", num_classes=NUM_CLASSES)
+    assert (len(train), len(val)) == (2, 1)
+    for i, item in enumerate([train[0], train[1], val[0]]):
+        expected = memory[i]
+        assert torch.equal(item["depth"], expected["depth"])
+        assert torch.equal(item["label"], expected["label"])
+        code = np.round(expected["rgb"].numpy().transpose(1, 2, 0) * 255).astype(np.uint8)
+        np.testing.assert_allclose(item["rgb"].numpy(), expected_rgb(code), atol=1e-6)
