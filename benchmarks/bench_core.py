@@ -8,8 +8,10 @@ the sum of the feature means) of
   - ``list``: the same network in the public code's design (benchmarks/list_baseline.py),
     with the same weights; its features are checked equal to ``stacked``'s before timing,
   - ``unimodal``: a plain ResNet (``nn.BatchNorm2d``) on one modality, batch B.
-Reports medians after warm-up, the speed-up of ``stacked`` over ``list`` and the fusion
-overhead ``time(stacked, M) / (M * time(unimodal))``; writes benchmarks/results/core.json.
+Each variant is timed round-robin (stacked, list, unimodal, stacked, ...) so that the drift of
+a shared machine falls on all three alike. Reports medians after warm-up, the speed-up of
+``stacked`` over ``list`` and the fusion overhead ``time(stacked, M) / (M * time(unimodal))``;
+writes benchmarks/results/core.json.
 """
 
 from __future__ import annotations
@@ -34,15 +36,20 @@ from cenfusion.nn import ModalityBatchNorm2d  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def median_seconds(fn: Callable[[], object], warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]], warmup: int, repeats: int
+) -> dict[str, float]:
+    """Median seconds of each function, timed round-robin so machine drift hits all alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def realistic_scaling_factors(model: torch.nn.Module, seed: int = 0) -> None:
@@ -107,10 +114,6 @@ def main(argv: list[str] | None = None) -> int:
 
     unimodal = cenfusion.create_plain_backbone(args.backbone)
     x = torch.randn(batch, 3, size, size)
-    base = {
-        mode: median_seconds(step_fn(unimodal, x, mode == "train"), args.warmup, args.repeats)
-        for mode in ("infer", "train")
-    }
     rows = []
     for num in args.modalities:
         stacked = cenfusion.create_backbone(args.backbone, num)
@@ -119,23 +122,27 @@ def main(argv: list[str] | None = None) -> int:
         inputs = [torch.randn(batch, 3, size, size) for _ in range(num)]
         max_diff = check_equal(stacked, twin, inputs)
         for mode in ("infer", "train"):
-            t_stacked = median_seconds(
-                step_fn(stacked, inputs, mode == "train"), args.warmup, args.repeats
-            )
-            t_list = median_seconds(
-                step_fn(twin, inputs, mode == "train"), args.warmup, args.repeats
+            training = mode == "train"
+            t = interleaved_medians(
+                {
+                    "stacked": step_fn(stacked, inputs, training),
+                    "list": step_fn(twin, inputs, training),
+                    "unimodal": step_fn(unimodal, x, training),
+                },
+                args.warmup,
+                args.repeats,
             )
             rows.append(
                 {
                     "backbone": args.backbone,
                     "modalities": num,
                     "mode": mode,
-                    "stacked_ms": t_stacked * 1e3,
-                    "list_ms": t_list * 1e3,
-                    "unimodal_ms": base[mode] * 1e3,
-                    "speedup_vs_list": t_list / t_stacked,
-                    "fusion_overhead": t_stacked / (num * base[mode]),
-                    "list_fusion_overhead": t_list / (num * base[mode]),
+                    "stacked_ms": t["stacked"] * 1e3,
+                    "list_ms": t["list"] * 1e3,
+                    "unimodal_ms": t["unimodal"] * 1e3,
+                    "speedup_vs_list": t["list"] / t["stacked"],
+                    "fusion_overhead": t["stacked"] / (num * t["unimodal"]),
+                    "list_fusion_overhead": t["list"] / (num * t["unimodal"]),
                     "max_abs_diff": max_diff,
                 }
             )

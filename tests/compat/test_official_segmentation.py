@@ -138,3 +138,25 @@ def test_another_architecture_is_refused_with_the_unmatched_keys(official_state)
     bad = dict(official_state, **{"extra.module.weight": torch.zeros(1)})
     with pytest.raises(ValueError, match="checkpoint keys without a place.*extra.module.weight"):
         official_to_cenfusion(bad, load_official({"segmenter": official_state}).state_dict())
+
+
+def test_command_line_import_and_export_round_trip(official_state, tmp_path):
+    from cenfusion.cli import main
+    from cenfusion.engine.checkpoint import load_checkpoint
+
+    public = tmp_path / "ckpt.pth.tar"
+    torch.save({"segmenter": {"module." + k: v for k, v in official_state.items()},
+                "epoch_start": 7, "best_val": 0.5}, public)  # fmt: skip
+    ours = tmp_path / "imported.pt"
+    assert main(["import-official", str(public), "-o", str(ours)]) == 0
+    payload = load_checkpoint(ours)
+    config = json.loads(payload["config"])
+    assert config["model"]["backbone"] == "resnet50" and config["model"]["num_classes"] == 40
+    assert config["model"]["modalities"] == ["rgb", "depth"]
+    assert torch.equal(payload["model"]["backbone.layer1.0.bn2.weight"][1],
+                       official_state["layer1.0.bn2.bn_1.weight"])  # fmt: skip
+    back = tmp_path / "exported.pth.tar"
+    assert main(["export-official", str(ours), "-o", str(back)]) == 0
+    exported = torch.load(back, weights_only=True)["segmenter"]
+    assert set(exported) == {"module." + k for k in official_state}
+    assert all(torch.equal(exported["module." + k], v) for k, v in official_state.items())

@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -171,8 +172,22 @@ def autocast_context(precision: str, device: torch.device) -> contextlib.Abstrac
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision == "bf16":
+        if device.type == "cpu" and not _cpu_has_fast_bf16():
+            warnings.warn(
+                "bf16 autocast on a CPU without hardware bf16 (AVX512-BF16/AMX): convolutions "
+                "fall back to a slow path, measured 10-30x slower than fp32 on an AVX2 CPU",
+                stacklevel=2,
+            )
         return torch.autocast(device.type, dtype=torch.bfloat16)
     raise ValueError(f"train.precision: expected 'fp32' or 'bf16', got {precision!r}")
+
+
+def _cpu_has_fast_bf16() -> bool:
+    """Whether oneDNN runs bf16 convolutions natively on this CPU."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def freeze_batch_norm_statistics(model: nn.Module) -> None:
