@@ -31,11 +31,17 @@ class ModelConfig:
     output_stride: int | None = None
     rcu_residual: str = "activated"
     decoder_channels: list[int] | None = None  # RefineNet (deepest, other); None = (512, 256)
+    # translation (task: translation, arch: pix2pix); modalities are the input domains
+    target: str | None = None  # the output domain
+    ngf: int = 64
+    ndf: int = 64
+    num_downs: int = 8
+    insnorm_threshold: float = 1e-2
 
 
 @dataclass
 class DataConfig:
-    format: str = "nyudv2"  # nyudv2 | sunrgbd | folder
+    format: str = "nyudv2"  # nyudv2 | sunrgbd | folder; translation: taskonomy | folder
     root: str = "data/nyudv2"
     train_list: str = "train.txt"
     val_list: str = "val.txt"
@@ -51,8 +57,11 @@ class DataConfig:
     label_folder: str = "label"  # folder format: the label folder
     label_ext: str = "png"  # folder format
     # folder format: per modality, keyword arguments of cenfusion.data.segmentation.Modality
-    # (channels, scale, mean, std, norm, interpolation, pad_value, folder, ext, ...)
+    # (channels, scale, mean, std, norm, interpolation, pad_value, folder, ext, ...);
+    # translation: per domain (inputs and target), fields of cenfusion.data.translation.Domain
+    # (log, min_value, max_value, interpolation, folder, ext)
     modality_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    load_size: list[int] = field(default_factory=lambda: [286, 286])  # translation: resize, crop
 
 
 @dataclass
@@ -67,6 +76,10 @@ class OptimConfig:
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
     momentum: float = 0.9
     weight_decay: float = 1e-5
+    # translation: Adam for the generator and the discriminator
+    generator_lr: float = 2e-4
+    discriminator_lr: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
 
 
 @dataclass
@@ -81,6 +94,11 @@ class TrainConfig:
     channels_last: bool = False
     eval_every: int = 1
     max_steps_per_epoch: int | None = None
+    # translation (segmentation's schedule is optim.stages)
+    epochs: int = 300
+    l1_weight: float = 100.0  # weight of the L1 reconstruction term of every output
+    sample_every: int = 1  # epochs between sample grids (0: none)
+    sample_images: int = 4  # validation images in a sample grid
 
 
 @dataclass
@@ -89,6 +107,11 @@ class EvalConfig:
     flip: bool = False
     logits_resize: str = "bilinear"  # bilinear | bicubic (the public code)
     batch_size: int = 1
+    # translation: FID/KID need pytorch-fid's pt_inception-2015-12-05-6726825d.pth (local path)
+    inception_weights: str | None = None
+    generator_mode: str = "eval"  # eval (running statistics) | train (the public code)
+    kid_subsets: int = 50
+    kid_subset_size: int = 1000
 
 
 @dataclass

@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     )
 
     config = load_config(args.config, args.overrides)
+    if config.task == "translation":
+        return _run_translation(config, args)
     if args.scales:
         config.eval.scales = list(args.scales)
     if args.flip:
@@ -45,6 +47,37 @@ def run(args: argparse.Namespace) -> int:
     title = f"{args.split} split, {len(dataset)} images, scales [{scales}]"
     title += ", flip" if config.eval.flip else ""
     print(format_scores(scores, title=title))
+    out = args.json or Path(args.checkpoint).with_name(f"scores_{args.split}.json")
+    out.write_text(json.dumps({name: s.as_dict() for name, s in scores.items()}, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+def _run_translation(config, args: argparse.Namespace) -> int:
+    from cenfusion.engine.checkpoint import load_checkpoint
+    from cenfusion.engine.segmentation import load_model_state
+    from cenfusion.engine.translation import (
+        build_datasets,
+        build_model,
+        evaluate,
+        inception_features,
+    )
+    from cenfusion.metrics.image import format_image_scores
+
+    if args.scales or args.flip:
+        raise ValueError("--scales and --flip apply to segmentation only")
+    features = inception_features(config)
+    model = build_model(config)
+    payload = load_checkpoint(args.checkpoint)
+    load_model_state(model, payload["model"], args.checkpoint)
+    dataset = build_datasets(config, (args.split,))[args.split]
+    scores = evaluate(model, dataset, config, features, progress=not args.no_progress)
+    inputs = " + ".join(model.modalities)
+    title = (
+        f"{args.split} split, {len(dataset)} images, {inputs} -> {config.model.target}, "
+        f"generator in {config.eval.generator_mode} mode"
+    )
+    print(format_image_scores(scores, title=title))
     out = args.json or Path(args.checkpoint).with_name(f"scores_{args.split}.json")
     out.write_text(json.dumps({name: s.as_dict() for name, s in scores.items()}, indent=2) + "\n")
     print(f"wrote {out}")

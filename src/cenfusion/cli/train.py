@@ -25,8 +25,10 @@ def run(args: argparse.Namespace) -> int:
     from cenfusion.engine.segmentation import SegmentationTrainer, format_scores
 
     config = load_config(args.config, args.overrides)
+    if config.task == "translation":
+        return _run_translation(config, args)
     if config.task != "segmentation":
-        raise ValueError(f"task: expected 'segmentation', got {config.task!r}")
+        raise ValueError(f"task: expected 'segmentation' or 'translation', got {config.task!r}")
     trainer = SegmentationTrainer(config, resume=args.resume, progress=not args.no_progress)
     history = trainer.fit()
     print(f"\ncheckpoints and metrics.jsonl in {config.output_dir}")
@@ -38,4 +40,17 @@ def run(args: argparse.Namespace) -> int:
             for name, v in history[-1]["val"].items()
         }
         print(format_scores(final, title="final validation"))
+    return 0
+
+
+def _run_translation(config, args: argparse.Namespace) -> int:
+    from cenfusion.engine.translation import TranslationTrainer
+    from cenfusion.metrics.image import ImageScores, format_image_scores
+
+    trainer = TranslationTrainer(config, resume=args.resume, progress=not args.no_progress)
+    history = trainer.fit()
+    print(f"\ncheckpoints, metrics.jsonl and samples/ in {config.output_dir}")
+    if history and "val" in history[-1]:
+        final = {name: ImageScores(**v) for name, v in history[-1]["val"].items()}
+        print(format_image_scores(final, title="final validation"))
     return 0

@@ -14,12 +14,13 @@ from cenfusion.models.segmentation import (
 )
 
 SEGMENTATION_ARCHS = ("refinenet", "pspnet")
-TASKS = ("segmentation",)
+TRANSLATION_ARCHS = ("pix2pix",)
+TASKS = ("segmentation", "translation")
 
 
 def create_model(
     task: str = "segmentation",
-    arch: str = "refinenet",
+    arch: str | None = None,
     backbone: str = "resnet50",
     num_classes: int = 40,
     modalities: Sequence[str] | int = ("rgb", "depth"),
@@ -31,6 +32,13 @@ def create_model(
     rcu_residual: str = "activated",
     dropout: float | None = None,
     decoder_channels: Sequence[int] | None = None,
+    target: str | None = None,
+    ngf: int = 64,
+    ndf: int = 64,
+    num_downs: int = 8,
+    insnorm_threshold: float = 1e-2,
+    in_channels: int = 3,
+    out_channels: int = 3,
 ) -> nn.Module:
     """Build a CEN model.
 
@@ -40,9 +48,21 @@ def create_model(
     torchvision-format ImageNet state dict for the backbone. Any number of modalities.
     ``decoder_channels``: RefineNet's (deepest, other) widths, the paper's (512, 256) by default;
     PSPNet's bottleneck width (512 by default).
+
+    Translation: ``arch`` ``"pix2pix"``, the CEN U-Net generator (``ngf``, ``num_downs`` down
+    blocks, exchange after the norms of blocks 2..num_downs-1 at ``insnorm_threshold``) with
+    the alpha ensemble, plus the shared conditional PatchGAN discriminator (``ndf``);
+    ``modalities`` are the input domains, ``target`` the output domain (a name only). Any
+    number of input modalities; ``exchange=False`` keeps the norms as L1 sites (ablation).
     """
     if task not in TASKS:
         raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
+    if task == "translation":
+        return _create_translation_model(
+            arch or "pix2pix", modalities, target, ngf, ndf, num_downs, insnorm_threshold,
+            exchange, in_channels, out_channels,
+        )  # fmt: skip
+    arch = arch or "refinenet"
     if arch not in SEGMENTATION_ARCHS:
         raise ValueError(
             f"arch for segmentation: expected one of {SEGMENTATION_ARCHS}, got {arch!r}"
@@ -77,3 +97,40 @@ def create_model(
             channels=decoder_channels[0] if decoder_channels else 512,
         )
     return CENSegmentationModel(encoder, decoder, num_classes)
+
+
+def _create_translation_model(
+    arch: str,
+    modalities: Sequence[str] | int,
+    target: str | None,
+    ngf: int,
+    ndf: int,
+    num_downs: int,
+    insnorm_threshold: float,
+    exchange: bool,
+    in_channels: int,
+    out_channels: int,
+) -> nn.Module:
+    from cenfusion.models.translation import CENPix2Pix, CENUNetGenerator, PatchDiscriminator
+
+    if arch not in TRANSLATION_ARCHS:
+        raise ValueError(f"arch for translation: expected one of {TRANSLATION_ARCHS}, got {arch!r}")
+    if isinstance(modalities, int):
+        modalities = tuple(f"m{i}" for i in range(modalities))
+    modalities = tuple(modalities)
+    if target is not None and target in modalities:
+        raise ValueError(
+            f"target {target!r} is also an input modality {list(modalities)}: expected a target "
+            "that is not among the inputs"
+        )
+    generator = CENUNetGenerator(
+        modalities,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        ngf=ngf,
+        num_downs=num_downs,
+        insnorm_threshold=insnorm_threshold,
+        exchange=exchange,
+    )
+    discriminator = PatchDiscriminator(in_channels, out_channels, ndf)
+    return CENPix2Pix(generator, discriminator, target)

@@ -1,0 +1,410 @@
+"""Training and evaluation of CEN pix2pix translation models, driven by a ``Config``.
+
+The losses are the paper's (METHOD.md §1), with one shared conditional discriminator ``D``:
+
+- ``D``: ``sum_m 1/2 [BCE(D(x_m, y), 1) + BCE(D(x_m, G_m), 0)]``;
+- ``G``: ``sum_m BCE(D(x_m, G_m), 1) + l1_weight * sum_{outputs, ensemble incl.} L1(out, y)``
+  plus the L1 sparsity term ``lam * sum |gamma|`` on the exchange sites.
+
+Each step runs the generator once: ``D`` is updated on the detached translations, then ``G``
+against the updated ``D`` (the public code runs ``G`` a second time for its step, drawing new
+dropout masks and updating the running statistics twice; the losses are the same). Adam with
+betas (0.5, 0.999) for both. A checkpoint after every epoch holds everything needed to resume
+exactly; evaluation and sample grids run on a forked RNG, so how often they run changes nothing
+in training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from cenfusion.analysis.exchange_stats import exchanged_fraction
+from cenfusion.config import Config
+from cenfusion.engine.checkpoint import load_checkpoint, load_latest, rotate_and_save
+from cenfusion.engine.segmentation import NonFiniteLossError, autocast_context, load_model_state
+from cenfusion.metrics.image import (
+    FeatureExtractor,
+    FIDInceptionV3,
+    ImageMetrics,
+    ImageScores,
+    format_image_scores,
+)
+from cenfusion.models import create_model
+from cenfusion.models.translation import CENPix2Pix
+from cenfusion.nn import sparsity_penalty, stack_modalities
+
+GENERATOR_MODES = ("eval", "train")
+
+
+def build_model(config: Config) -> CENPix2Pix:
+    m = config.model
+    return create_model(
+        task="translation",
+        arch=m.arch,
+        modalities=tuple(m.modalities),
+        target=m.target,
+        ngf=m.ngf,
+        ndf=m.ndf,
+        num_downs=m.num_downs,
+        insnorm_threshold=m.insnorm_threshold,
+        exchange=m.exchange,
+    )
+
+
+def build_datasets(
+    config: Config, splits: tuple[str, ...] = ("train", "val")
+) -> dict[str, Dataset]:
+    """The configured splits; training gets the paper's resize-crop-flip augmentation."""
+    from cenfusion.data.translation import FolderTranslation, TaskonomyTranslation
+    from cenfusion.data.translation.transforms import TranslationAugment
+
+    d = config.data
+    if config.model.target is None:
+        raise ValueError("model.target: expected the output domain (e.g. rgb), got nothing")
+    augment = TranslationAugment(tuple(d.load_size), tuple(d.crop_size), d.flip_prob)
+    lists = {"train": d.train_list, "val": d.val_list}
+    classes = {"taskonomy": TaskonomyTranslation, "folder": FolderTranslation}
+    if d.format not in classes:
+        raise ValueError(
+            f"data.format for translation: expected 'taskonomy' or 'folder', got {d.format!r}"
+        )
+    if not Path(d.root).is_dir():
+        raise FileNotFoundError(
+            f"data.root {d.root!r} is not a folder (for the built-in scenes: "
+            f"cenfusion synth taskonomy {d.root})"
+        )
+    datasets = {}
+    for split in splits:
+        datasets[split] = classes[d.format](
+            d.root,
+            lists[split],
+            modalities=tuple(config.model.modalities),
+            target=config.model.target,
+            domain_settings=d.modality_settings,
+            augment=augment if split == "train" else None,
+            resize=tuple(d.val_resize) if split != "train" and d.val_resize else None,
+        )
+    return datasets
+
+
+def inception_features(config: Config) -> FeatureExtractor | None:
+    """The FID Inception from ``eval.inception_weights``, or None when no file is configured."""
+    if config.eval.inception_weights is None:
+        return None
+    return FIDInceptionV3.from_file(config.eval.inception_weights)
+
+
+def stack_batch(batch: dict[str, Tensor], modalities: tuple[str, ...]) -> tuple[Tensor, Tensor]:
+    """A collated sample dict -> (stacked ``(M*B, 3, H, W)`` inputs, ``(B, 3, H, W)`` target)."""
+    return stack_modalities({m: batch[m] for m in modalities}, modalities, 3), batch["target"]
+
+
+def discriminator_loss(disc: nn.Module, x: Tensor, y: Tensor, fake: Tensor) -> Tensor:
+    """``sum_m 1/2 [BCE(D(x_m, y), 1) + BCE(D(x_m, G_m), 0)]``; x, fake: ``(M*B, ...)``.
+
+    One call over real and fake pairs (instance norms see each sample alone, so this is the
+    same as separate calls); a mean over ``M`` equal parts times ``M`` is the sum over them.
+    """
+    num = x.shape[0] // y.shape[0]
+    logits = disc(torch.cat([x, x]), torch.cat([y.repeat(num, 1, 1, 1), fake.detach()]))
+    real, fake_logits = logits.float().chunk(2)
+    real_loss = F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+    fake_loss = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    return 0.5 * num * (real_loss + fake_loss)
+
+
+def generator_loss(
+    model: CENPix2Pix, x: Tensor, y: Tensor, fake: Tensor, config: Config
+) -> tuple[Tensor, dict[str, float]]:
+    """Adversarial + ``l1_weight`` x L1 of every branch and the ensemble + sparsity term."""
+    num = model.num_modalities
+    logits = model.discriminator(x, fake).float()
+    adversarial = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits)) * num
+    fake = fake.float()
+    target = y.float()
+    branches = F.l1_loss(fake, target.repeat(num, 1, 1, 1)) * num
+    ensemble = F.l1_loss(model.ensemble(fake), target)
+    reconstruction = config.train.l1_weight * (branches + ensemble)
+    penalty = sparsity_penalty(model.generator, config.train.lam, config.train.sparsity)
+    total = adversarial + reconstruction + penalty
+    return total, {
+        "g_loss": float(total.detach()),
+        "g_adv": float(adversarial.detach()),
+        "l1_branches": float(branches.detach()) / num,
+        "l1_ensemble": float(ensemble.detach()),
+        "sparsity": float(penalty.detach()),
+    }
+
+
+@contextlib.contextmanager
+def generator_mode(model: CENPix2Pix, mode: str) -> Iterator[None]:
+    """Put the generator in evaluation (``"eval"``: running statistics, no dropout) or in the
+    public code's training mode (``"train"``: instance statistics, active dropout) for the
+    duration, leaving its running statistics and the global RNG as they were."""
+    if mode not in GENERATOR_MODES:
+        raise ValueError(f"eval.generator_mode: expected one of {GENERATOR_MODES}, got {mode!r}")
+    was_training = model.training
+    buffers = {k: v.clone() for k, v in model.generator.named_buffers()}
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            if mode == "train":
+                torch.manual_seed(0)  # dropout masks: the same for every evaluation
+            model.train(mode == "train")
+            yield
+    finally:
+        with torch.no_grad():
+            for name, buffer in model.generator.named_buffers():
+                buffer.copy_(buffers[name])
+        model.train(was_training)
+
+
+@torch.no_grad()
+def evaluate(
+    model: CENPix2Pix,
+    dataset: Dataset,
+    config: Config,
+    features: FeatureExtractor | None = None,
+    progress: bool = True,
+) -> dict[str, ImageScores]:
+    """L1, RMSE and (with ``features``) FID/KID x100 of every branch and of the ensemble."""
+    device = next(model.parameters()).device
+    if isinstance(features, nn.Module):
+        features = features.to(device)
+    metrics = ImageMetrics(features, config.eval.kid_subsets, config.eval.kid_subset_size)
+    loader = DataLoader(dataset, batch_size=config.eval.batch_size, num_workers=config.data.workers)
+    with generator_mode(model, config.eval.generator_mode):
+        for batch in tqdm(loader, desc="evaluating", disable=not progress, leave=False):
+            inputs, target = stack_batch(batch, model.modalities)
+            with autocast_context(config.train.precision, device):
+                outputs = model(inputs.to(device))
+            metrics.update({k: v.float() for k, v in outputs.items()}, target.to(device))
+    return metrics.compute()
+
+
+def _to_uint8(image: Tensor) -> np.ndarray:
+    """``(3, H, W)`` in ``[-1, 1]`` -> ``(H, W, 3)`` uint8."""
+    unit = ((image.detach().float().cpu() + 1) / 2).clamp(0, 1)
+    return (unit * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+@torch.no_grad()
+def save_sample_grid(
+    model: CENPix2Pix,
+    dataset: Dataset,
+    path: str | Path,
+    count: int = 4,
+    mode: str = "eval",
+) -> Path:
+    """A PNG: one row per validation image; columns: the inputs, each branch's translation,
+    the ensemble, the real target."""
+    device = next(model.parameters()).device
+    rows = []
+    with generator_mode(model, mode):
+        for index in range(min(count, len(dataset))):
+            sample = dataset[index]
+            outputs = model({m: sample[m][None].to(device) for m in model.modalities})
+            columns = [sample[m] for m in model.modalities]
+            columns += [outputs[name][0] for name in [*model.modalities, "ensemble"]]
+            columns.append(sample["target"])
+            rows.append(np.concatenate([_to_uint8(c) for c in columns], axis=1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    return path
+
+
+class TranslationTrainer:
+    """Train a CEN pix2pix model from a config; resumable, logged, checkpointed."""
+
+    def __init__(self, config: Config, resume: bool | str = False, progress: bool = True) -> None:
+        self.config = config
+        self.output_dir = Path(config.output_dir)
+        self.progress = progress
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        torch.manual_seed(config.train.seed)
+        self.model = build_model(config).to(self.device)
+        o = config.optim
+        betas = tuple(o.betas)
+        if len(betas) != 2:
+            raise ValueError(f"optim.betas: expected two numbers, got {o.betas}")
+        self.g_optimiser = torch.optim.Adam(
+            self.model.generator.parameters(), lr=o.generator_lr, betas=betas
+        )
+        self.d_optimiser = torch.optim.Adam(
+            self.model.discriminator.parameters(), lr=o.discriminator_lr, betas=betas
+        )
+        self.datasets = build_datasets(config)
+        self.features = inception_features(config)  # fails now, not after an epoch, if missing
+        self.start_epoch = 0
+        self.history: list[dict[str, Any]] = []
+        if resume:
+            self._resume(resume)
+
+    def _resume(self, resume: bool | str) -> None:
+        if isinstance(resume, str):
+            path, payload = Path(resume), load_checkpoint(resume)
+        else:
+            found = load_latest(self.output_dir)
+            if found is None:
+                raise FileNotFoundError(
+                    f"--resume: no checkpoint in {str(self.output_dir)!r} (last.pt/previous.pt)"
+                )
+            path, payload = found
+        if "d_optimiser" not in payload:
+            raise ValueError(f"checkpoint {str(path)!r} is not a translation training checkpoint")
+        load_model_state(self.model, payload["model"], path)
+        self.g_optimiser.load_state_dict(payload["g_optimiser"])
+        self.d_optimiser.load_state_dict(payload["d_optimiser"])
+        self.start_epoch = int(payload["epoch"]) + 1
+        torch.set_rng_state(payload["rng"]["torch"])
+        if torch.cuda.is_available() and "cuda" in payload["rng"]:
+            torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
+        self.history = json.loads(payload.get("history", "[]"))
+        print(f"resumed from {path} at epoch {self.start_epoch}")
+
+    def _loader(self, epoch: int) -> DataLoader:
+        # the shuffle order is a function of (seed, epoch), so a resumed run sees the same order
+        generator = torch.Generator().manual_seed(self.config.train.seed * 100_003 + epoch)
+        return DataLoader(
+            self.datasets["train"],
+            batch_size=self.config.train.batch_size,
+            shuffle=True,
+            drop_last=len(self.datasets["train"]) > self.config.train.batch_size,
+            num_workers=self.config.data.workers,
+            generator=generator,
+        )
+
+    def fit(self) -> list[dict[str, Any]]:
+        config = self.config
+        epochs = config.train.epochs
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        (self.output_dir / "config.yaml").write_text(_yaml(config.to_dict()))
+        for epoch in range(self.start_epoch, epochs):
+            record = self.train_epoch(epoch, epochs)
+            last = epoch + 1 == epochs
+            every = config.train.sample_every
+            if every and ((epoch + 1) % every == 0 or last):
+                grid = save_sample_grid(
+                    self.model,
+                    self.datasets["val"],
+                    self.output_dir / "samples" / f"epoch_{epoch + 1:03d}.png",
+                    config.train.sample_images,
+                    config.eval.generator_mode,
+                )
+                record["samples"] = str(grid)
+            if config.train.eval_every and ((epoch + 1) % config.train.eval_every == 0 or last):
+                scores = evaluate(
+                    self.model, self.datasets["val"], config, self.features, self.progress
+                )
+                record["val"] = {name: s.as_dict() for name, s in scores.items()}
+                print(format_image_scores(scores, title=f"epoch {epoch + 1}/{epochs} validation"))
+            self.history.append(record)
+            with (self.output_dir / "metrics.jsonl").open("a") as log:
+                log.write(json.dumps(record) + "\n")
+            self.save(epoch)
+        return self.history
+
+    def train_epoch(self, epoch: int, epochs: int) -> dict[str, Any]:
+        config = self.config
+        model = self.model
+        model.train()
+        loader = self._loader(epoch)
+        steps = len(loader)
+        if config.train.max_steps_per_epoch:
+            steps = min(steps, config.train.max_steps_per_epoch)
+        sums: dict[str, float] = {}
+        start = time.perf_counter()
+        bar = tqdm(
+            total=steps, desc=f"epoch {epoch + 1}/{epochs}", disable=not self.progress, leave=False
+        )
+        for step, batch in zip(range(steps), loader, strict=False):
+            parts = self.train_step(batch)
+            if not all(math.isfinite(v) for v in parts.values()):
+                raise NonFiniteLossError(
+                    f"loss is not finite at epoch {epoch + 1}, step {step + 1} ({parts}): "
+                    "stopping before the weights are corrupted (lower the learning rate?)"
+                )
+            for key, value in parts.items():
+                sums[key] = sums.get(key, 0.0) + value
+            bar.set_postfix(
+                d=f"{parts['d_loss']:.3f}",
+                g=f"{parts['g_loss']:.2f}",
+                l1=f"{parts['l1_ensemble']:.3f}",
+                exchanged=f"{exchanged_fraction(model):.1%}",
+            )
+            bar.update()
+        bar.close()
+        record = {
+            "epoch": epoch + 1,
+            **{key: value / max(steps, 1) for key, value in sums.items()},
+            "alpha": model.ensemble.weights().tolist(),
+            "exchanged": exchanged_fraction(model),
+            "seconds": time.perf_counter() - start,
+        }
+        print(
+            f"epoch {epoch + 1}/{epochs}: D {record.get('d_loss', float('nan')):.4f}, "
+            f"G {record.get('g_loss', float('nan')):.4f}, "
+            f"L1 ensemble {record.get('l1_ensemble', float('nan')):.4f}, "
+            f"exchanged {record['exchanged']:.1%}, "
+            f"alpha {[round(a, 3) for a in record['alpha']]}, {record['seconds']:.1f} s"
+        )
+        return record
+
+    def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        """One discriminator update, then one generator update, on one batch."""
+        config, model = self.config, self.model
+        x, y = stack_batch(batch, model.modalities)
+        x, y = x.to(self.device), y.to(self.device)
+        with autocast_context(config.train.precision, self.device):
+            fake = model.forward_stacked(x)
+        disc = model.discriminator
+        disc.requires_grad_(True)
+        with autocast_context(config.train.precision, self.device):
+            d_loss = discriminator_loss(disc, x, y, fake)
+        self.d_optimiser.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.d_optimiser.step()
+        disc.requires_grad_(False)  # the generator's step needs no discriminator gradients
+        with autocast_context(config.train.precision, self.device):
+            g_loss, parts = generator_loss(model, x, y, fake, config)
+        self.g_optimiser.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.g_optimiser.step()
+        disc.requires_grad_(True)
+        return {"d_loss": float(d_loss.detach()), **parts}
+
+    def save(self, epoch: int) -> Path:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        payload = {
+            "model": self.model.state_dict(),
+            "g_optimiser": self.g_optimiser.state_dict(),
+            "d_optimiser": self.d_optimiser.state_dict(),
+            "epoch": epoch,
+            "rng": rng,
+            "config": json.dumps(self.config.to_dict()),
+            "history": json.dumps(self.history),
+        }
+        return rotate_and_save(payload, self.output_dir)
+
+
+def _yaml(data: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)

@@ -1,0 +1,473 @@
+"""How generated images are judged: L1, RMSE, FID and KID (METHOD.md §4).
+
+- **L1 / RMSE** on the network's ``[-1, 1]`` scale, as the public code reports them: L1 is the
+  mean over images of each image's mean absolute error; RMSE is the square root of the mean
+  over images of each image's mean squared error.
+- **FID**: the Fréchet distance between Gaussians fitted to the 2048-d pool features of
+  generated and real images, ``|mu_g - mu_r|^2 + tr(S_g + S_r - 2 (S_g S_r)^(1/2))``; computed in
+  float64 with ``tr (S_g S_r)^(1/2) = tr (S_g^(1/2) S_r S_g^(1/2))^(1/2)`` (symmetric
+  eigendecompositions only, so no complex round-off to discard and no SciPy).
+- **KID**: the unbiased MMD² with the cubic polynomial kernel ``k(x, y) = (x.y / d + 1)^3``,
+  averaged over ``subsets`` random subsets of ``subset_size`` of each set (the public code's
+  50 x 1000, drawn without replacement, capped at the set sizes); reported x100 as the paper.
+- **The feature extractor** is the TF-ported InceptionV3 of pytorch-fid (``FIDInceptionV3``),
+  written out here so that nothing beyond torch is needed; its weights are read from the
+  local file ``pt_inception-2015-12-05-6726825d.pth`` whose path the user gives: nothing is
+  ever downloaded. Any other module mapping ``(N, 3, H, W)`` images in ``[0, 1]`` to ``(N, D)``
+  features can stand in (the tests use a small one).
+
+Images reach the extractor as they would from PNG files: ``[-1, 1]`` mapped to ``[0, 1]``,
+clamped and quantised to 8 bits. (The public code instead saved each image min-max stretched
+through matplotlib and measured those files; we do not copy that.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+INCEPTION_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
+
+
+# --- plain per-image errors ------------------------------------------------------------------
+
+
+def l1_per_image(pred: Tensor, target: Tensor) -> Tensor:
+    """``(B,)`` mean absolute error of each image; pred, target: ``(B, C, H, W)``."""
+    _check_pair(pred, target)
+    return (pred.float() - target.float()).abs().flatten(1).mean(1)
+
+
+def mse_per_image(pred: Tensor, target: Tensor) -> Tensor:
+    """``(B,)`` mean squared error of each image."""
+    _check_pair(pred, target)
+    return (pred.float() - target.float()).square().flatten(1).mean(1)
+
+
+def _check_pair(pred: Tensor, target: Tensor) -> None:
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} must have the "
+            "same (B, C, H, W) shape"
+        )
+
+
+def to_unit_range(images: Tensor) -> Tensor:
+    """``[-1, 1]`` network images -> ``[0, 1]``, clamped and quantised to 8 bits (as PNG)."""
+    return torch.round(((images.float() + 1) / 2).clamp(0, 1) * 255) / 255
+
+
+# --- FID and KID from features ---------------------------------------------------------------
+
+
+def _sqrtm_psd(matrix: Tensor) -> Tensor:
+    values, vectors = torch.linalg.eigh(matrix)
+    return (vectors * values.clamp(min=0).sqrt()) @ vectors.T
+
+
+def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -> float:
+    """Fréchet distance between ``N(mu1, sigma1)`` and ``N(mu2, sigma2)``, in float64."""
+    mu1, mu2 = mu1.double(), mu2.double()
+    sigma1, sigma2 = sigma1.double(), sigma2.double()
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+        raise ValueError(
+            f"FID: feature statistics differ in size: mean {tuple(mu1.shape)} vs "
+            f"{tuple(mu2.shape)}, covariance {tuple(sigma1.shape)} vs {tuple(sigma2.shape)}"
+        )
+    root = _sqrtm_psd(sigma1)
+    middle = root @ sigma2 @ root
+    middle = (middle + middle.T) / 2
+    trace_sqrt = torch.linalg.eigvalsh(middle).clamp(min=0).sqrt().sum()
+    diff = mu1 - mu2
+    value = diff.dot(diff) + sigma1.trace() + sigma2.trace() - 2 * trace_sqrt
+    return float(value)
+
+
+def feature_statistics(features: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and (unbiased) covariance of ``(N, D)`` features, in float64."""
+    if features.dim() != 2 or features.shape[0] < 2:
+        raise ValueError(
+            f"FID: expected (N, D) features of at least 2 images, got {tuple(features.shape)}"
+        )
+    features = features.double()
+    return features.mean(0), torch.cov(features.T)
+
+
+def fid_from_features(generated: Tensor, real: Tensor) -> float:
+    """FID between two ``(N, D)`` feature sets."""
+    return frechet_distance(*feature_statistics(generated), *feature_statistics(real))
+
+
+def polynomial_kernel(x: Tensor, y: Tensor, degree: int = 3, coef0: float = 1.0) -> Tensor:
+    """``(x y^T / d + coef0) ** degree``, the KID kernel (``gamma = 1 / d``)."""
+    return (x @ y.T / x.shape[1] + coef0) ** degree
+
+
+def mmd2_unbiased(x: Tensor, y: Tensor, degree: int = 3, coef0: float = 1.0) -> float:
+    """Unbiased MMD² of two equal-sized ``(m, D)`` sets (KID's estimator, as the public code):
+    within-set sums without the diagonal over ``m (m - 1)``, the cross term over ``m^2``."""
+    m = x.shape[0]
+    if y.shape[0] != m or m < 2:
+        raise ValueError(f"KID: expected two sets of the same size >= 2, got {m} and {len(y)}")
+    x, y = x.double(), y.double()
+    k_xx = polynomial_kernel(x, x, degree, coef0)
+    k_yy = polynomial_kernel(y, y, degree, coef0)
+    k_xy = polynomial_kernel(x, y, degree, coef0)
+    within = (k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()) / (
+        m * (m - 1)
+    )
+    return float(within - 2 * k_xy.sum() / (m * m))
+
+
+def kid_from_features(
+    generated: Tensor,
+    real: Tensor,
+    subsets: int = 50,
+    subset_size: int = 1000,
+    seed: int = 0,
+) -> float:
+    """Mean unbiased MMD² over ``subsets`` random subsets (each drawn without replacement)."""
+    if subsets < 1:
+        raise ValueError(f"KID: subsets must be >= 1, got {subsets}")
+    size = min(subset_size, len(generated), len(real))
+    g = torch.Generator().manual_seed(seed)
+    values = []
+    for _ in range(subsets):
+        gen_index = torch.randperm(len(generated), generator=g)[:size]
+        real_index = torch.randperm(len(real), generator=g)[:size]
+        values.append(mmd2_unbiased(generated[gen_index], real[real_index]))
+    return sum(values) / len(values)
+
+
+# --- accumulating a whole split --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageScores:
+    """One output's scores over a split. ``fid``/``kid_x100`` are None without an extractor."""
+
+    l1: float
+    rmse: float
+    fid: float | None = None
+    kid_x100: float | None = None
+    num_images: int = 0
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return asdict(self)
+
+
+FeatureExtractor = Callable[[Tensor], Tensor]
+
+
+class ImageMetrics:
+    """Accumulate L1, RMSE and (with ``features``) FID/KID for several named outputs.
+
+    ``update(outputs, target)`` takes ``{name: (B, C, H, W)}`` predictions and the ``(B, C, H,
+    W)`` target, all in ``[-1, 1]``; ``features`` maps ``[0, 1]`` images to ``(B, D)`` features
+    (an :class:`FIDInceptionV3`, or a stand-in). Features are kept (on the CPU, float64 math at
+    the end) because KID needs the individual vectors, not only their moments.
+    """
+
+    def __init__(
+        self,
+        features: FeatureExtractor | None = None,
+        kid_subsets: int = 50,
+        kid_subset_size: int = 1000,
+        seed: int = 0,
+    ) -> None:
+        self.features = features
+        self.kid_subsets = kid_subsets
+        self.kid_subset_size = kid_subset_size
+        self.seed = seed
+        self._l1: dict[str, list[Tensor]] = {}
+        self._mse: dict[str, list[Tensor]] = {}
+        self._feats: dict[str, list[Tensor]] = {}
+        self._real: list[Tensor] = []
+
+    @torch.no_grad()
+    def _extract(self, images: Tensor) -> Tensor:
+        assert self.features is not None
+        feats = self.features(to_unit_range(images))
+        if feats.dim() != 2 or feats.shape[0] != images.shape[0]:
+            raise ValueError(
+                f"feature extractor: expected ({images.shape[0]}, D) features, got "
+                f"{tuple(feats.shape)}"
+            )
+        return feats.detach().double().cpu()
+
+    @torch.no_grad()
+    def update(self, outputs: Mapping[str, Tensor], target: Tensor) -> None:
+        for name, pred in outputs.items():
+            self._l1.setdefault(name, []).append(l1_per_image(pred, target).cpu())
+            self._mse.setdefault(name, []).append(mse_per_image(pred, target).cpu())
+            if self.features is not None:
+                self._feats.setdefault(name, []).append(self._extract(pred))
+        if self.features is not None:
+            self._real.append(self._extract(target))
+
+    def compute(self) -> dict[str, ImageScores]:
+        scores = {}
+        real = torch.cat(self._real) if self._real else None
+        for name in self._l1:
+            l1 = torch.cat(self._l1[name])
+            mse = torch.cat(self._mse[name])
+            fid = kid = None
+            if real is not None:
+                generated = torch.cat(self._feats[name])
+                fid = fid_from_features(generated, real)
+                kid = 100 * kid_from_features(
+                    generated, real, self.kid_subsets, self.kid_subset_size, self.seed
+                )
+            scores[name] = ImageScores(
+                l1=float(l1.double().mean()),
+                rmse=float(mse.double().mean().sqrt()),
+                fid=fid,
+                kid_x100=kid,
+                num_images=len(l1),
+            )
+        return scores
+
+
+def format_image_scores(scores: Mapping[str, ImageScores], title: str = "") -> str:
+    """A table: one row per output (every branch, then the ensemble)."""
+    header = f"{'output':<16}{'L1':>9}{'RMSE':>9}{'FID':>10}{'KIDx100':>10}"
+    lines = [title] if title else []
+    lines += [header, "-" * len(header)]
+    for name, s in scores.items():
+        fid = f"{s.fid:>10.2f}" if s.fid is not None else f"{'n/a':>10}"
+        kid = f"{s.kid_x100:>10.3f}" if s.kid_x100 is not None else f"{'n/a':>10}"
+        lines.append(f"{name:<16}{s.l1:>9.4f}{s.rmse:>9.4f}{fid}{kid}")
+    if any(s.fid is None for s in scores.values()):
+        lines.append(
+            f"FID/KID need the pytorch-fid Inception weights: eval.inception_weights=PATH/"
+            f"{INCEPTION_WEIGHTS_FILE}"
+        )
+    return "\n".join(lines)
+
+
+# --- the FID InceptionV3 (pytorch-fid's, TF-ported weights) -----------------------------------
+
+
+class BasicConv2d(nn.Module):
+    """Conv (no bias), BatchNorm (eps 1e-3), ReLU: torchvision's Inception unit."""
+
+    def __init__(self, in_channels: int, out_channels: int, **conv) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **conv)
+        self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.bn(self.conv(x)))
+
+
+def _avg_pool(x: Tensor) -> Tensor:
+    # the TF graph averages over the valid pixels only (pytorch-fid's FID blocks)
+    return F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+
+
+class InceptionA(nn.Module):
+    def __init__(self, in_channels: int, pool_features: int) -> None:
+        super().__init__()
+        self.branch1x1 = BasicConv2d(in_channels, 64, kernel_size=1)
+        self.branch5x5_1 = BasicConv2d(in_channels, 48, kernel_size=1)
+        self.branch5x5_2 = BasicConv2d(48, 64, kernel_size=5, padding=2)
+        self.branch3x3dbl_1 = BasicConv2d(in_channels, 64, kernel_size=1)
+        self.branch3x3dbl_2 = BasicConv2d(64, 96, kernel_size=3, padding=1)
+        self.branch3x3dbl_3 = BasicConv2d(96, 96, kernel_size=3, padding=1)
+        self.branch_pool = BasicConv2d(in_channels, pool_features, kernel_size=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch5x5_2(self.branch5x5_1(x)),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                self.branch_pool(_avg_pool(x)),
+            ],
+            1,
+        )
+
+
+class InceptionB(nn.Module):
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        self.branch3x3 = BasicConv2d(in_channels, 384, kernel_size=3, stride=2)
+        self.branch3x3dbl_1 = BasicConv2d(in_channels, 64, kernel_size=1)
+        self.branch3x3dbl_2 = BasicConv2d(64, 96, kernel_size=3, padding=1)
+        self.branch3x3dbl_3 = BasicConv2d(96, 96, kernel_size=3, stride=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat(
+            [
+                self.branch3x3(x),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                F.max_pool2d(x, kernel_size=3, stride=2),
+            ],
+            1,
+        )
+
+
+class InceptionC(nn.Module):
+    def __init__(self, in_channels: int, channels_7x7: int) -> None:
+        super().__init__()
+        c7 = channels_7x7
+        self.branch1x1 = BasicConv2d(in_channels, 192, kernel_size=1)
+        self.branch7x7_1 = BasicConv2d(in_channels, c7, kernel_size=1)
+        self.branch7x7_2 = BasicConv2d(c7, c7, kernel_size=(1, 7), padding=(0, 3))
+        self.branch7x7_3 = BasicConv2d(c7, 192, kernel_size=(7, 1), padding=(3, 0))
+        self.branch7x7dbl_1 = BasicConv2d(in_channels, c7, kernel_size=1)
+        self.branch7x7dbl_2 = BasicConv2d(c7, c7, kernel_size=(7, 1), padding=(3, 0))
+        self.branch7x7dbl_3 = BasicConv2d(c7, c7, kernel_size=(1, 7), padding=(0, 3))
+        self.branch7x7dbl_4 = BasicConv2d(c7, c7, kernel_size=(7, 1), padding=(3, 0))
+        self.branch7x7dbl_5 = BasicConv2d(c7, 192, kernel_size=(1, 7), padding=(0, 3))
+        self.branch_pool = BasicConv2d(in_channels, 192, kernel_size=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
+        d7 = self.branch7x7dbl_1(x)
+        for layer in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4):
+            d7 = layer(d7)
+        d7 = self.branch7x7dbl_5(d7)
+        return torch.cat([self.branch1x1(x), b7, d7, self.branch_pool(_avg_pool(x))], 1)
+
+
+class InceptionD(nn.Module):
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        self.branch3x3_1 = BasicConv2d(in_channels, 192, kernel_size=1)
+        self.branch3x3_2 = BasicConv2d(192, 320, kernel_size=3, stride=2)
+        self.branch7x7x3_1 = BasicConv2d(in_channels, 192, kernel_size=1)
+        self.branch7x7x3_2 = BasicConv2d(192, 192, kernel_size=(1, 7), padding=(0, 3))
+        self.branch7x7x3_3 = BasicConv2d(192, 192, kernel_size=(7, 1), padding=(3, 0))
+        self.branch7x7x3_4 = BasicConv2d(192, 192, kernel_size=3, stride=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b7 = self.branch7x7x3_1(x)
+        for layer in (self.branch7x7x3_2, self.branch7x7x3_3, self.branch7x7x3_4):
+            b7 = layer(b7)
+        return torch.cat(
+            [self.branch3x3_2(self.branch3x3_1(x)), b7, F.max_pool2d(x, kernel_size=3, stride=2)],
+            1,
+        )
+
+
+class InceptionE(nn.Module):
+    """``pool="avg"``: the first E block of the FID graph; ``"max"``: the second (a TF quirk)."""
+
+    def __init__(self, in_channels: int, pool: str) -> None:
+        super().__init__()
+        self.pool = pool
+        self.branch1x1 = BasicConv2d(in_channels, 320, kernel_size=1)
+        self.branch3x3_1 = BasicConv2d(in_channels, 384, kernel_size=1)
+        self.branch3x3_2a = BasicConv2d(384, 384, kernel_size=(1, 3), padding=(0, 1))
+        self.branch3x3_2b = BasicConv2d(384, 384, kernel_size=(3, 1), padding=(1, 0))
+        self.branch3x3dbl_1 = BasicConv2d(in_channels, 448, kernel_size=1)
+        self.branch3x3dbl_2 = BasicConv2d(448, 384, kernel_size=3, padding=1)
+        self.branch3x3dbl_3a = BasicConv2d(384, 384, kernel_size=(1, 3), padding=(0, 1))
+        self.branch3x3dbl_3b = BasicConv2d(384, 384, kernel_size=(3, 1), padding=(1, 0))
+        self.branch_pool = BasicConv2d(in_channels, 192, kernel_size=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b3 = self.branch3x3_1(x)
+        b3 = torch.cat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], 1)
+        d3 = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
+        d3 = torch.cat([self.branch3x3dbl_3a(d3), self.branch3x3dbl_3b(d3)], 1)
+        if self.pool == "avg":
+            pooled = _avg_pool(x)
+        else:
+            pooled = F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
+        return torch.cat([self.branch1x1(x), b3, d3, self.branch_pool(pooled)], 1)
+
+
+class FIDInceptionV3(nn.Module):
+    """pytorch-fid's InceptionV3 up to the 2048-d average pool: ``(N, 3, H, W)`` in ``[0, 1]``
+    -> ``(N, 2048)``. Inputs are resized to 299x299 (bilinear, ``align_corners=False``) and
+    scaled to ``[-1, 1]``, as pytorch-fid does. Parameter names are torchvision's, so the
+    pytorch-fid weights file loads as it is (:meth:`from_file`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.Conv2d_1a_3x3 = BasicConv2d(3, 32, kernel_size=3, stride=2)
+        self.Conv2d_2a_3x3 = BasicConv2d(32, 32, kernel_size=3)
+        self.Conv2d_2b_3x3 = BasicConv2d(32, 64, kernel_size=3, padding=1)
+        self.Conv2d_3b_1x1 = BasicConv2d(64, 80, kernel_size=1)
+        self.Conv2d_4a_3x3 = BasicConv2d(80, 192, kernel_size=3)
+        self.Mixed_5b = InceptionA(192, pool_features=32)
+        self.Mixed_5c = InceptionA(256, pool_features=64)
+        self.Mixed_5d = InceptionA(288, pool_features=64)
+        self.Mixed_6a = InceptionB(288)
+        self.Mixed_6b = InceptionC(768, channels_7x7=128)
+        self.Mixed_6c = InceptionC(768, channels_7x7=160)
+        self.Mixed_6d = InceptionC(768, channels_7x7=160)
+        self.Mixed_6e = InceptionC(768, channels_7x7=192)
+        self.Mixed_7a = InceptionD(768)
+        self.Mixed_7b = InceptionE(1280, pool="avg")
+        self.Mixed_7c = InceptionE(2048, pool="max")
+        self.eval()
+        self.requires_grad_(False)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> FIDInceptionV3:
+        """Load ``pt_inception-2015-12-05-6726825d.pth`` from ``path`` (never downloaded)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"FID Inception weights {str(path)!r} not found: FID and KID need pytorch-fid's "
+                f"TF-ported InceptionV3 weights, the file {INCEPTION_WEIGHTS_FILE} (from the "
+                "pytorch-fid releases), stored locally; nothing is downloaded at run time"
+            )
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise ValueError(
+                f"FID Inception weights {str(path)!r} could not be read as a weights-only torch "
+                f"file ({type(error).__name__})"
+            ) from error
+        model = cls()
+        model.load_weights(state, str(path))
+        return model
+
+    def load_weights(self, state: Mapping[str, Tensor], where: str = "state dict") -> None:
+        """Load pytorch-fid Inception weights; the classifier (``fc.*``) is not needed."""
+        if not isinstance(state, Mapping):
+            raise ValueError(f"FID Inception weights {where}: expected a state dict")
+        state = {k: v for k, v in state.items() if not k.startswith(("fc.", "AuxLogits."))}
+        target = self.state_dict()
+        optional = [k for k in target if k.endswith("num_batches_tracked")]
+        missing = [k for k in target if k not in state and k not in optional]
+        unexpected = [k for k in state if k not in target]
+        mismatched = [
+            f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}"
+            for k, v in target.items()
+            if k in state and state[k].shape != v.shape
+        ]
+        if missing or unexpected or mismatched:
+            raise ValueError(
+                f"FID Inception weights {where} are not pytorch-fid's InceptionV3: "
+                f"missing {missing[:3]}, unexpected {unexpected[:3]}, shapes {mismatched[:3]}"
+            )
+        self.load_state_dict(state, strict=False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        x = F.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False)
+        x = 2 * x - 1
+        x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
+        x = F.max_pool2d(x, kernel_size=3, stride=2)
+        x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
+        x = F.max_pool2d(x, kernel_size=3, stride=2)
+        for block in (
+            self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a, self.Mixed_6b,
+            self.Mixed_6c, self.Mixed_6d, self.Mixed_6e, self.Mixed_7a, self.Mixed_7b,
+            self.Mixed_7c,
+        ):  # fmt: skip
+            x = block(x)
+        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+
+    def train(self, mode: bool = True) -> FIDInceptionV3:
+        """Always in evaluation mode: its BatchNorms hold the TF statistics."""
+        return super().train(False)

@@ -1,0 +1,217 @@
+"""The CEN pix2pix U-Net generator: shared convolutions, private instance norms, exchange.
+
+Every modality runs through the *same* convolutions (one call over the stacked
+``(M*B, C, H, W)`` tensor); each norm is a :class:`~cenfusion.nn.ModalityInstanceNorm2d` with
+one affine InstanceNorm (and running statistics) per modality. Encoder blocks are
+``LeakyReLU(0.2) -> 4x4 stride-2 conv -> norm``, widths ``ngf * (1, 2, 4, 8, 8, 8, 8, 8)``;
+blocks 1 and 8 have no norm (block 1 not even the activation), and the norms of blocks 2..7 are
+the exchange sites (METHOD.md §1-2). Decoder blocks are ``ReLU -> 4x4 stride-2 transposed conv
+-> norm (not on the last) -> dropout 0.5 (first three)``, each output concatenated with the
+mirrored encoder feature; ``tanh`` at the end, then the alpha ensemble.
+
+The skip connections carry the encoder feature *after* the next block's LeakyReLU, as the
+public code does (its in-place LeakyReLU overwrites the feature it later concatenates). This is
+no switch, because it cannot change anything: every skip enters the next decoder block through
+that block's ReLU, and ``relu(leaky_relu(s)) == relu(s)`` for every ``s``, values and gradients
+alike (``tests/models_translation`` checks it against a reference with pre-activation skips).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cenfusion.nn import Ensemble, ModalityInstanceNorm2d, stack_modalities
+
+
+def encoder_widths(ngf: int, num_downs: int) -> list[int]:
+    """Output channels of the encoder blocks: ``ngf * (1, 2, 4, 8, 8, ...)``."""
+    return [ngf * min(2**i, 8) for i in range(num_downs)]
+
+
+class DownBlock(nn.Module):
+    """Shared 4x4 stride-2 conv, then (optionally) a private norm that may exchange.
+
+    The LeakyReLU before the conv is applied by the generator, which also needs the activated
+    feature for the skip connection.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        num_modalities: int,
+        norm: bool,
+        exchange_threshold: float | None = None,
+        exchange_site: bool = False,
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 4, stride=2, padding=1)
+        self.norm = (
+            ModalityInstanceNorm2d(
+                out_channels,
+                num_modalities,
+                exchange_threshold=exchange_threshold,
+                exchange_site=exchange_site,
+            )
+            if norm
+            else None
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: ``(M*B, C_in, H, W)`` -> ``(M*B, C_out, H/2, W/2)``."""
+        y = self.conv(x)
+        return self.norm(y) if self.norm is not None else y
+
+
+class UpBlock(nn.Module):
+    """ReLU, shared 4x4 stride-2 transposed conv, private norm (no exchange), dropout."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        num_modalities: int,
+        norm: bool,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.conv = nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1)
+        self.norm = ModalityInstanceNorm2d(out_channels, num_modalities) if norm else None
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: ``(M*B, C_in, H, W)`` -> ``(M*B, C_out, 2H, 2W)``."""
+        y = self.conv(F.relu(x))
+        if self.norm is not None:
+            y = self.norm(y)
+        return self.dropout(y) if self.dropout is not None else y
+
+
+class CENUNetGenerator(nn.Module):
+    """The pix2pix U-Net over ``M`` stacked modalities, one translation per modality + ensemble.
+
+    ``forward`` maps ``{modality: (B, C, H, W)}`` (or a list, or an already stacked tensor) to
+    ``{modality: (B, out_channels, H, W), ..., "ensemble": (B, out_channels, H, W)}`` in
+    ``[-1, 1]``. ``H`` and ``W`` must be multiples of ``2**num_downs`` (256 for the paper's 8).
+    """
+
+    def __init__(
+        self,
+        modalities: Sequence[str],
+        in_channels: int = 3,
+        out_channels: int = 3,
+        ngf: int = 64,
+        num_downs: int = 8,
+        insnorm_threshold: float = 1e-2,
+        exchange: bool = True,
+        dropout: float = 0.5,
+        dropout_blocks: int = 3,
+    ) -> None:
+        super().__init__()
+        modalities = tuple(modalities)
+        if not modalities or len(set(modalities)) != len(modalities):
+            raise ValueError(f"modalities: expected distinct names, got {list(modalities)}")
+        if num_downs < 2:
+            raise ValueError(f"num_downs: expected >= 2, got {num_downs}")
+        if ngf < 1:
+            raise ValueError(f"ngf: expected >= 1, got {ngf}")
+        self.modalities = modalities
+        self.num_modalities = num_modalities = len(modalities)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.ngf = ngf
+        self.num_downs = num_downs
+        self.insnorm_threshold = insnorm_threshold
+        self.exchange = exchange
+        widths = encoder_widths(ngf, num_downs)
+        threshold = insnorm_threshold if exchange else None
+        self.down = nn.ModuleList(
+            DownBlock(
+                in_channels if i == 0 else widths[i - 1],
+                widths[i],
+                num_modalities,
+                norm=0 < i < num_downs - 1,
+                exchange_threshold=threshold,
+                exchange_site=True,
+            )
+            for i in range(num_downs)
+        )
+        # up block j mirrors encoder block num_downs - 1 - j; all but the first take a skip too
+        ups = []
+        for j in range(num_downs):
+            source = num_downs - 1 - j
+            in_width = widths[source] * (1 if j == 0 else 2)
+            last = j == num_downs - 1
+            out_width = out_channels if last else widths[source - 1]
+            ups.append(
+                UpBlock(
+                    in_width,
+                    out_width,
+                    num_modalities,
+                    norm=not last,
+                    dropout=dropout if j < dropout_blocks and not last else 0.0,
+                )
+            )
+        self.up = nn.ModuleList(ups)
+        self.ensemble = Ensemble(num_modalities)
+        self.init_weights()
+
+    def init_weights(self, std: float = 0.02) -> None:
+        """Conv weights ~ N(0, std) as pix2pix and the public code; biases keep torch's init."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
+                nn.init.normal_(module.weight, 0.0, std)
+
+    @property
+    def size_multiple(self) -> int:
+        return 2**self.num_downs
+
+    def stack(self, inputs: Mapping[str, Tensor] | Sequence[Tensor] | Tensor) -> Tensor:
+        """Validate and stack inputs into ``(M*B, in_channels, H, W)`` (1-channel inputs tiled)."""
+        if isinstance(inputs, Tensor):
+            if inputs.dim() != 4 or inputs.shape[1] != self.in_channels:
+                raise ValueError(
+                    f"stacked input: expected (M*B, {self.in_channels}, H, W), "
+                    f"got {tuple(inputs.shape)}"
+                )
+            if inputs.shape[0] % self.num_modalities:
+                raise ValueError(
+                    f"stacked input of shape {tuple(inputs.shape)}: batch axis must be a "
+                    f"multiple of {self.num_modalities} modalities {list(self.modalities)}"
+                )
+            return inputs
+        return stack_modalities(inputs, self.modalities, channels=self.in_channels)
+
+    def _check_size(self, x: Tensor) -> None:
+        height, width = x.shape[-2:]
+        multiple = self.size_multiple
+        if height % multiple or width % multiple:
+            raise ValueError(
+                f"input of size {height}x{width} (HxW): the U-Net with {self.num_downs} "
+                f"down blocks needs sizes that are multiples of {multiple}"
+            )
+
+    def forward_stacked(self, x: Tensor) -> Tensor:
+        """x: ``(M*B, in_channels, H, W)`` -> per-modality translations ``(M*B, out, H, W)``."""
+        self._check_size(x)
+        h = self.down[0](x)
+        skips = []
+        for block in self.down[1:]:
+            activated = F.leaky_relu(h, 0.2)
+            skips.append(activated)
+            h = block(activated)
+        for j, block in enumerate(self.up):
+            h = block(h)
+            if j < len(skips):
+                h = torch.cat([h, skips[-1 - j]], dim=1)
+        return torch.tanh(h)
+
+    def forward(
+        self, inputs: Mapping[str, Tensor] | Sequence[Tensor] | Tensor
+    ) -> dict[str, Tensor]:
+        out = self.forward_stacked(self.stack(inputs))
+        return self.ensemble.named_outputs(out, self.modalities)
