@@ -36,7 +36,9 @@ class PlainResNet50(nn.Module):
         self.bn1 = nn.BatchNorm2d(64)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         inplanes = 64
-        for index, (planes, blocks) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3)), 1):
+        for index, (planes, blocks) in enumerate(
+            zip((64, 128, 256, 512), (3, 4, 6, 3), strict=True), 1
+        ):
             stride = 1 if index == 1 else 2
             downsample = nn.Sequential(
                 nn.Conv2d(inplanes, planes * 4, 1, stride, bias=False), nn.BatchNorm2d(planes * 4)
