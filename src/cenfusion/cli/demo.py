@@ -56,9 +56,39 @@ def run(args: argparse.Namespace) -> int:
     verdict = "beats" if ensemble > best_single else "does not beat"
     print(f"ensemble mIoU {ensemble:.2%} {verdict} the best single branch ({best_single:.2%})")
     model, trained_config = load_trained_model(Path(config.output_dir) / "last.pt")
-    files = {name: path for name, path in dataset.files(0).items() if name != "label"}
-    output = Path(config.output_dir) / "prediction.png"
-    paths = predict_files(model, trained_config, files, output)
-    print(f"prediction for {files['rgb'].name}: {', '.join(str(p) for p in paths.values())}")
+    panels = []
+    for index in range(3):
+        files = {name: path for name, path in dataset.files(index).items() if name != "label"}
+        output = Path(config.output_dir) / "predictions" / f"{dataset.sample_id(index)}.png"
+        paths = predict_files(model, trained_config, files, output)
+        panels.append(_panel(dataset, index, paths["labels"]))
+    picture = Path(config.output_dir) / "prediction.png"
+    _save_rows(panels, picture)
+    print(f"prediction picture (rgb | depth | ground truth | ensemble prediction): {picture}")
     print(f"demo finished in {time.perf_counter() - start:.0f} s")
     return 0
+
+
+def _panel(dataset, index: int, labels_png: Path):
+    """One row: the RGB input, the colourised depth, the ground truth and the prediction."""
+    import numpy as np
+    from PIL import Image
+
+    from cenfusion.data.synthetic.preview import colorize
+
+    stored = dataset.read(index)
+    rgb = np.asarray(stored["rgb"], dtype=np.uint8)
+    depth = colorize("depth", np.asarray(stored["depth"], dtype=np.float64)[..., 0])
+    truth = colorize("label", np.asarray(stored["label"]))
+    predicted = colorize("label", np.asarray(Image.open(labels_png)))
+    gap = np.full((rgb.shape[0], 4, 3), 255, dtype=np.uint8)
+    return np.concatenate([rgb, gap, depth, gap, truth, gap, predicted], axis=1)
+
+
+def _save_rows(rows, path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    gap = np.full((4, rows[0].shape[1], 3), 255, dtype=np.uint8)
+    stacked = [part for row in rows for part in (row, gap)][:-1]
+    Image.fromarray(np.concatenate(stacked, axis=0)).save(path)
