@@ -6,15 +6,14 @@ The reference outputs in ../shared/fixtures/official/ were produced by the publi
 
 import json
 import zlib
-from pathlib import Path
 
 import pytest
 import torch
 
 from cenfusion.compat import cenfusion_to_official, load_official, official_to_cenfusion
 from cenfusion.nn import exchange_mask
+from tests.compat.fixtures import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "official"
 pytestmark = pytest.mark.skipif(
     not (FIXTURES / "segmentation_refinenet50_io.pt").is_file(),
     reason=f"official fixtures not found at {FIXTURES}",

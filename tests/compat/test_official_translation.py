@@ -8,7 +8,6 @@ dropouts off (instance statistics).
 
 import json
 import zlib
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,8 +19,8 @@ from cenfusion.compat import (
     official_translation_to_cenfusion,
 )
 from cenfusion.compat.official import UNUSED_NORM
+from tests.compat.fixtures import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "official"
 pytestmark = pytest.mark.skipif(
     not FIXTURES.is_dir(), reason=f"official fixtures folder not found at {FIXTURES}"
 )
