@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+import zlib
 from pathlib import Path
+
+import torch
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -41,3 +44,27 @@ def official_fixtures() -> Path:
 
 
 FIXTURES = official_fixtures()
+
+
+def reference_weight(key: str, shape: tuple[int, ...], owner: str) -> torch.Tensor:
+    """The fixtures' rule: every entry of the public state dict comes from its key alone."""
+    g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
+    norm = owner in ("BatchNorm2d", "InstanceNorm2d")
+    if key.endswith("num_batches_tracked"):
+        return torch.tensor(0)
+    if key.endswith("running_mean"):
+        return torch.randn(shape, generator=g) * 0.1
+    if key.endswith("running_var"):
+        return torch.rand(shape, generator=g) + 0.5
+    if key == "alpha":
+        return torch.tensor([0.3, -0.2])
+    if norm and key.endswith("weight"):
+        u = torch.rand(shape, generator=g)
+        return torch.where(u < 0.3, u / 30, 0.5 + u)
+    if norm and key.endswith("bias"):
+        return torch.randn(shape, generator=g) * 0.1
+    if key.endswith("weight") and len(shape) == 4:
+        return torch.randn(shape, generator=g) * (1.0 / (shape[1] * shape[2] * shape[3])) ** 0.5
+    if key.endswith("bias"):
+        return torch.randn(shape, generator=g) * 0.01
+    raise AssertionError(f"no rule for {key}")

@@ -5,44 +5,19 @@ The reference outputs in ../shared/fixtures/official/ were produced by the publi
 """
 
 import json
-import zlib
 
 import pytest
 import torch
 
 from cenfusion.compat import cenfusion_to_official, load_official, official_to_cenfusion
 from cenfusion.nn import exchange_mask
-from tests.compat.fixtures import FIXTURES
+from tests.compat.fixtures import FIXTURES, reference_weight
 
 pytestmark = pytest.mark.skipif(
     not (FIXTURES / "segmentation_refinenet50_io.pt").is_file(),
     reason=f"official fixtures not found at {FIXTURES}",
 )
 MODALITIES = ("rgb", "depth", "ensemble")
-
-
-def reference_weight(key, shape, owner):
-    """The fixtures' rule: every entry of the public state dict comes from its key alone."""
-    g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
-    norm = owner in ("BatchNorm2d", "InstanceNorm2d")
-    if key.endswith("num_batches_tracked"):
-        return torch.tensor(0)
-    if key.endswith("running_mean"):
-        return torch.randn(shape, generator=g) * 0.1
-    if key.endswith("running_var"):
-        return torch.rand(shape, generator=g) + 0.5
-    if key == "alpha":
-        return torch.tensor([0.3, -0.2])
-    if norm and key.endswith("weight"):
-        u = torch.rand(shape, generator=g)
-        return torch.where(u < 0.3, u / 30, 0.5 + u)
-    if norm and key.endswith("bias"):
-        return torch.randn(shape, generator=g) * 0.1
-    if key.endswith("weight") and len(shape) == 4:
-        return torch.randn(shape, generator=g) * (1.0 / (shape[1] * shape[2] * shape[3])) ** 0.5
-    if key.endswith("bias"):
-        return torch.randn(shape, generator=g) * 0.01
-    raise AssertionError(f"no rule for {key}")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ dropouts off (instance statistics).
 """
 
 import json
-import zlib
 
 import pytest
 import torch
@@ -19,36 +18,12 @@ from cenfusion.compat import (
     official_translation_to_cenfusion,
 )
 from cenfusion.compat.official import UNUSED_NORM
-from tests.compat.fixtures import FIXTURES
+from tests.compat.fixtures import FIXTURES, reference_weight
 
 pytestmark = pytest.mark.skipif(
     not FIXTURES.is_dir(), reason=f"official fixtures folder not found at {FIXTURES}"
 )
 OUTPUTS = ("m0", "m1", "ensemble")
-
-
-def reference_weight(key, shape, owner):
-    """The fixtures' rule: every entry of the public state dict comes from its key alone."""
-    g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
-    norm = owner in ("BatchNorm2d", "InstanceNorm2d")
-    if key.endswith("num_batches_tracked"):
-        return torch.tensor(0)
-    if key.endswith("running_mean"):
-        return torch.randn(shape, generator=g) * 0.1
-    if key.endswith("running_var"):
-        return torch.rand(shape, generator=g) + 0.5
-    if key == "alpha":
-        return torch.tensor([0.3, -0.2])
-    if norm and key.endswith("weight"):
-        u = torch.rand(shape, generator=g)
-        return torch.where(u < 0.3, u / 30, 0.5 + u)
-    if norm and key.endswith("bias"):
-        return torch.randn(shape, generator=g) * 0.1
-    if key.endswith("weight") and len(shape) == 4:
-        return torch.randn(shape, generator=g) * (1.0 / (shape[1] * shape[2] * shape[3])) ** 0.5
-    if key.endswith("bias"):
-        return torch.randn(shape, generator=g) * 0.01
-    raise AssertionError(f"no rule for {key}")
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +122,30 @@ def test_import_then_export_is_the_identity(official_state, model):
     assert all(
         torch.equal(v, back[k]) for k, v in cenfusion_to_official(again.state_dict()).items()
     )
+    # with the never-called norms load_official kept beside the model, export is the identity
+    exact = cenfusion_to_official(model.state_dict(), model.official_unused_norms)
+    assert set(exact) == set(official_state)
+    assert all(torch.equal(exact[k], official_state[k]) for k in official_state)
+
+
+def test_command_line_import_and_export_round_trip(official_state, tmp_path):
+    from cenfusion.cli import main
+    from cenfusion.engine.checkpoint import load_checkpoint
+
+    public = tmp_path / "checkpoint-gen.pkl"
+    torch.save(official_state, public)
+    ours = tmp_path / "imported.pt"
+    assert main(["import-official", str(public), "-o", str(ours),
+                 "--modalities", "reshading,texture"]) == 0  # fmt: skip
+    payload = load_checkpoint(ours)
+    config = json.loads(payload["config"])
+    assert config["task"] == "translation" and config["model"]["ngf"] == 8
+    assert config["model"]["modalities"] == ["reshading", "texture"]
+    back = tmp_path / "exported.pkl"
+    assert main(["export-official", str(ours), "-o", str(back)]) == 0
+    exported = torch.load(back, weights_only=True)
+    assert set(exported) == set(official_state)
+    assert all(torch.equal(exported[k], v) for k, v in official_state.items())
 
 
 def test_another_architecture_is_refused_with_the_unmatched_keys(official_state):

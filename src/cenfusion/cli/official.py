@@ -1,10 +1,12 @@
 """``cenfusion import-official`` / ``export-official``: the public CEN code's checkpoints.
 
-``import-official CKPT -o OUT.pt`` reads a segmentation checkpoint of the public code
-(``{'segmenter': state_dict, ...}``), infers the architecture from its tensors (backbone depth
-from the number of layer3 blocks, classes from the classifier, modalities from ``alpha``),
-maps every key and writes a cenfusion checkpoint that ``evaluate``/``predict`` take.
-``export-official OUT.pt -o CKPT`` writes the reverse, for checking results in the public code.
+``import-official CKPT -o OUT.pt`` reads a checkpoint of the public code, a segmentation one
+(``{'segmenter': state_dict, ...}``) or a translation generator (``checkpoint-gen.pkl``, a plain
+state dict), infers the architecture from its tensors (backbone depth from the number of layer3
+blocks, classes from the classifier, ngf and depth of the U-Net from its convolutions,
+modalities from ``alpha``), maps every key and writes a cenfusion checkpoint that
+``evaluate``/``predict`` take. ``export-official OUT.pt -o CKPT`` writes the reverse, for
+checking results in the public code; importing then exporting gives the checkpoint back.
 """
 
 from __future__ import annotations
@@ -52,24 +54,27 @@ def infer_segmentation_settings(official: dict) -> dict:
     }
 
 
+def _modality_names(args: argparse.Namespace, count: int, default: list[str]) -> list[str]:
+    if args.modalities:
+        names = [name.strip() for name in args.modalities.split(",")]
+    else:
+        names = default if len(default) == count else [f"m{i}" for i in range(count)]
+    if len(names) != count:
+        raise ValueError(f"--modalities names {len(names)} modalities, the checkpoint has {count}")
+    return names
+
+
 def run_import(args: argparse.Namespace) -> int:
     from cenfusion.compat.official import _read_official, load_official, unwrap_official
     from cenfusion.config import Config
     from cenfusion.engine.checkpoint import save_checkpoint
 
-    official = unwrap_official(_read_official(args.checkpoint))
+    checkpoint = _read_official(args.checkpoint)
+    official = unwrap_official(checkpoint)
+    if "conv1.conv.module.weight" in official:
+        return _import_translation(args, official)
     settings = infer_segmentation_settings(official)
-    if args.modalities:
-        modalities = [name.strip() for name in args.modalities.split(",")]
-    elif settings["num_modalities"] == 2:
-        modalities = ["rgb", "depth"]
-    else:
-        modalities = [f"m{i}" for i in range(settings["num_modalities"])]
-    if len(modalities) != settings["num_modalities"]:
-        raise ValueError(
-            f"--modalities names {len(modalities)} modalities, the checkpoint has "
-            f"{settings['num_modalities']}"
-        )
+    modalities = _modality_names(args, settings["num_modalities"], ["rgb", "depth"])
     model = load_official(
         official,
         backbone=settings["backbone"],
@@ -90,6 +95,34 @@ def run_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_translation(args: argparse.Namespace, official: dict) -> int:
+    from cenfusion.compat.official import load_official
+    from cenfusion.config import Config
+    from cenfusion.engine.checkpoint import save_checkpoint
+
+    count = int(official["alpha"].shape[0]) if "alpha" in official else 0
+    modalities = _modality_names(args, count, [])
+    model = load_official(official, task="translation", modalities=tuple(modalities))
+    generator = model.generator
+    config = Config(task="translation")
+    config.model.arch = "pix2pix"
+    config.model.modalities = modalities
+    config.model.ngf = int(generator.down[0].conv.weight.shape[0])
+    config.model.num_downs = len(generator.down)
+    payload = {
+        "model": model.state_dict(),
+        "epoch": -1,
+        "config": json.dumps(config.to_dict()),
+        "official_unused_norms": model.official_unused_norms,
+    }
+    save_checkpoint(payload, args.output)
+    print(
+        f"imported {args.checkpoint}: CEN pix2pix generator, ngf {config.model.ngf}, "
+        f"{config.model.num_downs} levels, modalities {modalities} -> {args.output}"
+    )
+    return 0
+
+
 def run_export(args: argparse.Namespace) -> int:
     import torch
 
@@ -97,9 +130,13 @@ def run_export(args: argparse.Namespace) -> int:
     from cenfusion.engine.checkpoint import load_checkpoint
 
     payload = load_checkpoint(args.checkpoint)
-    official = cenfusion_to_official(payload["model"])
+    official = cenfusion_to_official(payload["model"], payload.get("official_unused_norms"))
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
+    if json.loads(payload.get("config", "{}")).get("task") == "translation":
+        torch.save(official, output)  # the public code's checkpoint-gen.pkl: a plain state dict
+        print(f"exported {args.checkpoint} -> {output} (public generator, {len(official)} keys)")
+        return 0
     epoch = int(payload.get("epoch", -1)) + 1
     torch.save(
         {"segmenter": {f"module.{k}": v for k, v in official.items()}, "epoch_start": epoch,

@@ -133,17 +133,20 @@ def official_to_cenfusion(
     return converted
 
 
-def cenfusion_to_official(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+def cenfusion_to_official(
+    state: Mapping[str, Tensor], unused_norms: Mapping[str, Tensor] | None = None
+) -> dict[str, Tensor]:
     """The reverse of :func:`official_to_cenfusion`, for checking results in the public code.
 
     A translation state dict (a ``CENPix2Pix``'s, or its generator's) gets the public
-    generator's names instead (:func:`cenfusion_to_official_translation`).
+    generator's names instead (:func:`cenfusion_to_official_translation`, which takes
+    ``unused_norms``).
 
     Norm tensors of shape ``(M, C)`` become ``M`` per-modality entries; every modality's
     ``num_batches_tracked`` gets our single counter.
     """
     if any(k.startswith(("generator.", "down.0.")) for k in state):
-        return cenfusion_to_official_translation(state)
+        return cenfusion_to_official_translation(state, unused_norms)
     num_modalities = len(state["ensemble.alpha"]) if "ensemble.alpha" in state else None
     out: dict[str, Tensor] = {}
     for key, value in state.items():
@@ -223,6 +226,8 @@ def load_official(
         generator.load_state_dict(
             official_translation_to_cenfusion(official, generator.state_dict())
         )
+        # kept beside the model (not in it) so that exporting gives the checkpoint back exactly
+        model.official_unused_norms = unused_translation_norms(official)
         return model
     official = unwrap_official(checkpoint)
     if "alpha" in official and "modalities" not in model_kwargs:
@@ -400,11 +405,26 @@ def official_translation_name(key: str) -> str | None:
     return f"{block}.insnorm_{kind}.insnorm_{{m}}.{match[4]}"
 
 
-def cenfusion_to_official_translation(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+def unused_translation_norms(official: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The entries of the norms the public generator builds but never calls, as they are."""
+    num_downs = _infer_translation_kwargs(official, {}).get("num_downs", 8)
+    return {
+        key: value.clone()
+        for key, value in official.items()
+        if (mapped := map_official_translation_key(key, num_downs)) is not None
+        and mapped[0] == UNUSED_NORM
+    }
+
+
+def cenfusion_to_official_translation(
+    state: Mapping[str, Tensor], unused_norms: Mapping[str, Tensor] | None = None
+) -> dict[str, Tensor]:
     """Our generator's state dict -> the public generator's (``checkpoint-gen.pkl`` layout).
 
     Accepts the generator's own keys or a whole ``CENPix2Pix`` state dict (``generator.*``;
-    the discriminator, which the public code saves in a file of its own, is left out).
+    the discriminator, which the public code saves in a file of its own, is left out). The
+    never-called norms get ``unused_norms`` (what :func:`load_official` kept from the imported
+    checkpoint, so import then export is the identity) or else their initial values.
     """
     if any(k.startswith("generator.") for k in state):
         state = {
@@ -426,7 +446,10 @@ def cenfusion_to_official_translation(state: Mapping[str, Tensor]) -> dict[str, 
                 out[official.format(m=m)] = value[m].clone()
     for key, shape in _unused_norm_keys(num_downs, num_modalities, widths).items():
         field = key.rsplit(".", 1)[1]
-        if field == "num_batches_tracked":
+        kept = (unused_norms or {}).get(key)
+        if kept is not None and tuple(kept.shape) == tuple(shape):
+            out[key] = kept.clone()
+        elif field == "num_batches_tracked":
             out[key] = torch.tensor(0)
         elif field in ("weight", "running_var"):
             out[key] = torch.ones(shape)
@@ -465,4 +488,5 @@ __all__ = [
     "official_to_cenfusion",
     "official_translation_name",
     "official_translation_to_cenfusion",
+    "unused_translation_norms",
 ]

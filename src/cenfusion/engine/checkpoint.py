@@ -88,3 +88,29 @@ def rotate_and_save(payload: dict[str, Any], directory: str | Path) -> Path:
     if last.exists():
         os.replace(last, directory / "previous.pt")
     return save_checkpoint(payload, last)
+
+
+def find_resume_checkpoint(resume: bool | str | Path, output_dir: str | Path):
+    """``(path, payload)`` to resume from: the file given, or the newest good one in the run."""
+    if isinstance(resume, (str, Path)):
+        return Path(resume), load_checkpoint(resume)
+    found = load_latest(output_dir)
+    if found is None:
+        raise FileNotFoundError(
+            f"--resume: no checkpoint in {str(output_dir)!r} (last.pt/previous.pt)"
+        )
+    return found
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random generator a training step draws from (torch's CPU and CUDA ones)."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if torch.cuda.is_available() and "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -25,7 +25,13 @@ from tqdm import tqdm
 
 from cenfusion.analysis.exchange_stats import exchanged_fraction
 from cenfusion.config import Config
-from cenfusion.engine.checkpoint import load_checkpoint, load_latest, rotate_and_save
+from cenfusion.engine.checkpoint import (
+    find_resume_checkpoint,
+    restore_rng_state,
+    rng_state,
+    rotate_and_save,
+)
+from cenfusion.engine.loop import epoch_loader
 from cenfusion.metrics import ConfusionMatrix, SegmentationScores
 from cenfusion.models import create_model
 from cenfusion.models.segmentation import CENSegmentationModel
@@ -219,35 +225,13 @@ class SegmentationTrainer:
             self._resume(resume)
 
     def _resume(self, resume: bool | str) -> None:
-        if isinstance(resume, str):
-            path, payload = Path(resume), load_checkpoint(resume)
-        else:
-            found = load_latest(self.output_dir)
-            if found is None:
-                raise FileNotFoundError(
-                    f"--resume: no checkpoint in {str(self.output_dir)!r} (last.pt/previous.pt)"
-                )
-            path, payload = found
+        path, payload = find_resume_checkpoint(resume, self.output_dir)
         load_model_state(self.model, payload["model"], path)
         self.optimiser.load_state_dict(payload["optimiser"])
         self.start_epoch = int(payload["epoch"]) + 1
-        torch.set_rng_state(payload["rng"]["torch"])
-        if torch.cuda.is_available() and "cuda" in payload["rng"]:
-            torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
+        restore_rng_state(payload["rng"])
         self.history = json.loads(payload.get("history", "[]"))
         print(f"resumed from {path} at epoch {self.start_epoch}")
-
-    def _loader(self, epoch: int) -> DataLoader:
-        # the shuffle order is a function of (seed, epoch), so a resumed run sees the same order
-        generator = torch.Generator().manual_seed(self.config.train.seed * 100_003 + epoch)
-        return DataLoader(
-            self.datasets["train"],
-            batch_size=self.config.train.batch_size,
-            shuffle=True,
-            drop_last=len(self.datasets["train"]) > self.config.train.batch_size,
-            num_workers=self.config.data.workers,
-            generator=generator,
-        )
 
     def fit(self) -> list[dict[str, Any]]:
         config = self.config
@@ -275,7 +259,13 @@ class SegmentationTrainer:
         if config.train.freeze_bn:
             freeze_batch_norm_statistics(model)
         set_stage_learning_rates(self.optimiser, config, epoch)
-        loader = self._loader(epoch)
+        loader = epoch_loader(
+            self.datasets["train"],
+            config.train.batch_size,
+            config.data.workers,
+            config.train.seed,
+            epoch,
+        )
         steps = len(loader)
         if config.train.max_steps_per_epoch:
             steps = min(steps, config.train.max_steps_per_epoch)
@@ -324,14 +314,11 @@ class SegmentationTrainer:
         return record
 
     def save(self, epoch: int) -> Path:
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
         payload = {
             "model": self.model.state_dict(),
             "optimiser": self.optimiser.state_dict(),
             "epoch": epoch,
-            "rng": rng,
+            "rng": rng_state(),
             "config": json.dumps(self.config.to_dict()),
             "history": json.dumps(self.history),
         }
