@@ -26,3 +26,29 @@ def test_synthetic_nyudv2_folder_reads_back_as_the_in_memory_scenes(tmp_path):
         assert torch.equal(item["label"], expected["label"])
         code = np.round(expected["rgb"].numpy().transpose(1, 2, 0) * 255).astype(np.uint8)
         np.testing.assert_allclose(item["rgb"].numpy(), expected_rgb(code), atol=1e-6)
+
+
+def test_every_segmentation_loader_reads_the_synthetic_files(tmp_path):
+    """SUN RGB-D (same list style) and the folder-per-modality layout read the same files."""
+    import dataclasses
+
+    from cenfusion.data.segmentation import IMAGENET_RGB, NYUDV2_DEPTH, SUNRGBD, FolderSegmentation
+
+    root = write_nyudv2(tmp_path / "synth", 3, 1, seed=5, size=(24, 32), progress=False)
+    reference = NYUDv2(root, "train.txt", num_classes=NUM_CLASSES)
+    sun = SUNRGBD(root, "train.txt", num_classes=NUM_CLASSES, depth_scale=1 / 5000)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(f"{i:06d}" for i in range(1, 4)) + "\n")
+    folder = FolderSegmentation(
+        root,
+        ids,
+        num_classes=NUM_CLASSES,
+        label_folder="masks",
+        modalities=[IMAGENET_RGB, dataclasses.replace(NYUDV2_DEPTH)],
+    )
+    for i in range(3):
+        expected = reference[i]
+        for other in (sun[i], folder[i]):
+            assert other.keys() == expected.keys()
+            for key in expected:
+                assert torch.equal(other[key], expected[key]), key
