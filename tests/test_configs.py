@@ -39,3 +39,18 @@ def test_overrides_use_the_same_dotted_names(tmp_path):
         load_config(None, ["optim.lr=0.1"])
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_overrides_may_follow_the_options_on_the_command_line(monkeypatch):
+    import cenfusion.cli.train as train_cli
+    from cenfusion.cli import main
+
+    seen = {}
+
+    def fake_run(args):
+        seen.update(overrides=args.overrides, no_progress=args.no_progress)
+        return 0
+
+    monkeypatch.setattr(train_cli, "run", fake_run)  # add_parser binds it when main runs
+    assert main(["train", str(CONFIGS[0]), "a.b=1", "--no-progress", "train.seed=3"]) == 0
+    assert seen == {"overrides": ["a.b=1", "train.seed=3"], "no_progress": True}

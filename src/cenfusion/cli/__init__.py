@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    if hasattr(args, "overrides"):  # key=value overrides may also follow the options
+        args.overrides += [token for token in extra if "=" in token and not token.startswith("-")]
+        extra = [token for token in extra if token not in args.overrides]
     if extra and not getattr(args, "accepts_extra", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
