@@ -11,7 +11,7 @@ RefineNet decoder names (``p_ims1d2_outl1_dimred``, ``adapt_stage1_b.0.1_conv``,
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -107,6 +107,16 @@ def official_to_cenfusion(
             converted[ours] = value
         else:
             rows.setdefault(ours, {})[row] = value
+    _stack_modality_rows(rows, converted, unmatched)
+    _refuse_unless_fit("official checkpoint does not fit this architecture", target, converted,
+                       unmatched)  # fmt: skip
+    return converted
+
+
+def _stack_modality_rows(
+    rows: dict[str, dict[int, Tensor]], converted: dict[str, Tensor], unmatched: list[str]
+) -> None:
+    """Per-modality public tensors -> one ``(M, ...)`` tensor each (one counter for all)."""
     for ours, by_row in rows.items():
         if ours.endswith("num_batches_tracked"):
             converted[ours] = by_row[0]
@@ -115,12 +125,23 @@ def official_to_cenfusion(
             unmatched.append(f"{ours} (modalities {sorted(by_row)})")
             continue
         converted[ours] = torch.stack([by_row[m] for m in range(len(by_row))])
-    missing = [k for k in target if k not in converted]
+
+
+def _refuse_unless_fit(
+    what: str,
+    target: Mapping[str, Tensor],
+    converted: Mapping[str, Tensor],
+    unmatched: list[str],
+    missing: Sequence[str] = (),
+    mismatched: Sequence[str] = (),
+) -> None:
+    """Raise ``ValueError`` listing unplaced checkpoint keys, unfilled keys and shape mismatches."""
+    missing = [k for k in target if k not in converted] + list(missing)
     mismatched = [
         f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(target[k].shape)}"
         for k, v in converted.items()
         if k in target and v.shape != target[k].shape
-    ]
+    ] + list(mismatched)
     if unmatched or missing or mismatched:
         parts = []
         if unmatched:
@@ -129,8 +150,7 @@ def official_to_cenfusion(
             parts.append(f"{len(missing)} model keys not in the checkpoint: {missing[:8]}")
         if mismatched:
             parts.append(f"{len(mismatched)} shape mismatches: {mismatched[:8]}")
-        raise ValueError("official checkpoint does not fit this architecture: " + "; ".join(parts))
-    return converted
+        raise ValueError(f"{what}: " + "; ".join(parts))
 
 
 def cenfusion_to_official(
@@ -360,32 +380,15 @@ def official_translation_to_cenfusion(
             converted[ours] = value
         else:
             rows.setdefault(ours, {})[row] = value
-    for ours, by_row in rows.items():
-        if ours.endswith("num_batches_tracked"):
-            converted[ours] = by_row[0]
-            continue
-        if sorted(by_row) != list(range(len(by_row))):
-            unmatched.append(f"{ours} (modalities {sorted(by_row)})")
-            continue
-        converted[ours] = torch.stack([by_row[m] for m in range(len(by_row))])
-    missing = [k for k in target if k not in converted]
-    missing += [k for k in expected_unused if k not in official]
-    mismatched = [
-        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(target[k].shape)}"
-        for k, v in converted.items()
-        if k in target and v.shape != target[k].shape
-    ] + unused_mismatched
-    if unmatched or missing or mismatched:
-        parts = []
-        if unmatched:
-            parts.append(f"{len(unmatched)} checkpoint keys without a place: {unmatched[:8]}")
-        if missing:
-            parts.append(f"{len(missing)} model keys not in the checkpoint: {missing[:8]}")
-        if mismatched:
-            parts.append(f"{len(mismatched)} shape mismatches: {mismatched[:8]}")
-        raise ValueError(
-            "official translation checkpoint does not fit this generator: " + "; ".join(parts)
-        )
+    _stack_modality_rows(rows, converted, unmatched)
+    _refuse_unless_fit(
+        "official translation checkpoint does not fit this generator",
+        target,
+        converted,
+        unmatched,
+        missing=[k for k in expected_unused if k not in official],
+        mismatched=unused_mismatched,
+    )
     return converted
 
 
