@@ -11,6 +11,7 @@ from cenfusion.nn.sparsity import (
     sparsity_penalty,
 )
 from cenfusion.nn.stacking import (
+    as_stacked,
     modality_view,
     split_modalities,
     stack_modalities,
@@ -20,6 +21,7 @@ from cenfusion.nn.stacking import (
 __all__ = [
     "SPARSITY_MODES",
     "Ensemble",
+    "as_stacked",
     "ModalityBatchNorm2d",
     "ModalityInstanceNorm2d",
     "channel_exchange",

@@ -60,6 +60,30 @@ def stack_modalities(
     return torch.cat(checked, dim=0)
 
 
+def as_stacked(
+    inputs: Mapping[str, Tensor] | Sequence[Tensor] | Tensor,
+    modalities: Sequence[str],
+    channels: int,
+) -> Tensor:
+    """A model's input edge: stack a dict/list, or check an already stacked tensor.
+
+    A tensor must be ``(M*B, channels, H, W)`` with a batch axis divisible by ``M``; anything
+    else goes through :func:`stack_modalities` (with 1-channel inputs tiled to ``channels``).
+    """
+    if not isinstance(inputs, Tensor):
+        return stack_modalities(inputs, modalities, channels=channels)
+    if inputs.dim() != 4 or inputs.shape[1] != channels:
+        raise ValueError(
+            f"stacked input: expected (M*B, {channels}, H, W), got {tuple(inputs.shape)}"
+        )
+    if inputs.shape[0] % len(modalities):
+        raise ValueError(
+            f"stacked input of shape {tuple(inputs.shape)}: batch axis must be a multiple of "
+            f"{len(modalities)} modalities {list(modalities)}"
+        )
+    return inputs
+
+
 def split_modalities(stacked: Tensor, num_modalities: int) -> list[Tensor]:
     """Split a ``(M*B, ...)`` tensor into ``M`` views of shape ``(B, ...)``, by slicing."""
     batch = _batch_size(stacked, num_modalities)

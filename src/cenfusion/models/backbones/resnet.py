@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from cenfusion.nn import ModalityBatchNorm2d, stack_modalities
+from cenfusion.nn import ModalityBatchNorm2d, as_stacked
 
 NormFactory = Callable[[int, bool], nn.Module]
 """``(num_features, is_exchange_site) -> norm module``."""
@@ -252,19 +252,7 @@ class CENResNet(ResNet):
 
     def stack(self, inputs: Mapping[str, Tensor] | Sequence[Tensor] | Tensor) -> Tensor:
         """Validate and stack inputs into ``(M*B, in_channels, H, W)``."""
-        if isinstance(inputs, Tensor):
-            if inputs.dim() != 4 or inputs.shape[1] != self.in_channels:
-                raise ValueError(
-                    f"stacked input: expected (M*B, {self.in_channels}, H, W), "
-                    f"got {tuple(inputs.shape)}"
-                )
-            if inputs.shape[0] % self.num_modalities:
-                raise ValueError(
-                    f"stacked input of shape {tuple(inputs.shape)}: batch axis must be a "
-                    f"multiple of {self.num_modalities} modalities {list(self.modalities)}"
-                )
-            return inputs
-        return stack_modalities(inputs, self.modalities, channels=self.in_channels)
+        return as_stacked(inputs, self.modalities, self.in_channels)
 
     def forward(self, inputs: Mapping[str, Tensor] | Sequence[Tensor] | Tensor) -> list[Tensor]:
         return self.forward_features(self.stack(inputs))

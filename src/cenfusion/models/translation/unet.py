@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cenfusion.nn import Ensemble, ModalityInstanceNorm2d, stack_modalities
+from cenfusion.nn import Ensemble, ModalityInstanceNorm2d, as_stacked
 
 
 def encoder_widths(ngf: int, num_downs: int) -> list[int]:
@@ -172,19 +172,7 @@ class CENUNetGenerator(nn.Module):
 
     def stack(self, inputs: Mapping[str, Tensor] | Sequence[Tensor] | Tensor) -> Tensor:
         """Validate and stack inputs into ``(M*B, in_channels, H, W)`` (1-channel inputs tiled)."""
-        if isinstance(inputs, Tensor):
-            if inputs.dim() != 4 or inputs.shape[1] != self.in_channels:
-                raise ValueError(
-                    f"stacked input: expected (M*B, {self.in_channels}, H, W), "
-                    f"got {tuple(inputs.shape)}"
-                )
-            if inputs.shape[0] % self.num_modalities:
-                raise ValueError(
-                    f"stacked input of shape {tuple(inputs.shape)}: batch axis must be a "
-                    f"multiple of {self.num_modalities} modalities {list(self.modalities)}"
-                )
-            return inputs
-        return stack_modalities(inputs, self.modalities, channels=self.in_channels)
+        return as_stacked(inputs, self.modalities, self.in_channels)
 
     def _check_size(self, x: Tensor) -> None:
         height, width = x.shape[-2:]
