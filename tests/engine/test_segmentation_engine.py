@@ -162,3 +162,20 @@ def test_private_norms_are_used_throughout(tiny_config):
     model = build_model(tiny_config())
     assert any(isinstance(m, ModalityBatchNorm2d) for m in model.modules())
     assert not any(type(m) is torch.nn.BatchNorm2d for m in model.modules())
+
+
+def test_training_and_prediction_read_modalities_the_same_way(tiny_config):
+    nyu = engine.modality_specs(tiny_config("data.depth_scale=0.001"))
+    assert [s.name for s in nyu] == ["rgb", "depth"] and nyu[1].scale == 0.001
+    assert nyu[1].require_16bit
+    sun = engine.modality_specs(tiny_config("data.format=sunrgbd", "data.allow_8bit_depth=true"))
+    assert sun[1].norm == "minmax" and not sun[1].require_16bit
+    folder = engine.modality_specs(
+        tiny_config(
+            "data.format=folder",
+            "model.modalities=[rgb, thermal]",
+            "data.modality_settings={thermal: {channels: 1, scale: 0.01}}",
+        )
+    )
+    assert folder[0].mean is None  # the folder format takes no presets
+    assert (folder[1].name, folder[1].channels, folder[1].scale) == ("thermal", 1, 0.01)

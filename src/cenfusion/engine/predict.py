@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -12,30 +11,14 @@ from PIL import Image
 
 from cenfusion.config import Config, from_dict
 from cenfusion.data.segmentation.io import read_modality
-from cenfusion.data.segmentation.modalities import IMAGENET_RGB, NYUDV2_DEPTH, Modality
 from cenfusion.engine.checkpoint import load_checkpoint
-from cenfusion.engine.segmentation import build_model, load_model_state, predict_probabilities
+from cenfusion.engine.segmentation import (
+    build_model,
+    load_model_state,
+    modality_specs,
+    predict_probabilities,
+)
 from cenfusion.models.segmentation import CENSegmentationModel
-
-
-def modality_specs(config: Config) -> list[Modality]:
-    """How each modality is read and normalised, exactly as the training data set did."""
-    d = config.data
-    specs = []
-    for name in config.model.modalities:
-        if d.format == "folder" or name not in ("rgb", "depth"):
-            specs.append(Modality(name, **d.modality_settings.get(name, {})))
-        elif name == "rgb":
-            specs.append(IMAGENET_RGB)
-        else:
-            specs.append(
-                dataclasses.replace(
-                    NYUDV2_DEPTH,
-                    scale=d.depth_scale,
-                    require_16bit=not d.allow_8bit_depth,
-                )
-            )
-    return specs
 
 
 def checkpoint_config(payload: dict, checkpoint: str | Path) -> Config:

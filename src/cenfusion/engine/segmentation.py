@@ -10,6 +10,7 @@ holds everything needed to resume exactly (model, optimiser, epoch, RNG state).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import time
@@ -25,6 +26,12 @@ from tqdm import tqdm
 
 from cenfusion.analysis.exchange_stats import exchanged_fraction
 from cenfusion.config import Config
+from cenfusion.data.segmentation.modalities import (
+    IMAGENET_RGB,
+    NYUDV2_DEPTH,
+    SUNRGBD_DEPTH,
+    Modality,
+)
 from cenfusion.engine.checkpoint import (
     find_resume_checkpoint,
     restore_rng_state,
@@ -60,14 +67,36 @@ def build_model(config: Config) -> CENSegmentationModel:
     )
 
 
+def modality_specs(config: Config) -> list[Modality]:
+    """How each modality is read and normalised: the one answer for training and prediction.
+
+    ``rgb`` and ``depth`` take the data set's presets (ImageNet-normalised RGB; NYUDv2 depth
+    in metres at ``data.depth_scale``; SUN RGB-D depth min-max stretched per image, as the
+    public code feeds it); any other modality, and every modality of the ``folder`` format,
+    is ``Modality(name, **data.modality_settings[name])``.
+    """
+    d = config.data
+    require_16bit = not d.allow_8bit_depth
+    if d.format == "sunrgbd":
+        depth = dataclasses.replace(SUNRGBD_DEPTH, require_16bit=require_16bit)
+    else:
+        depth = dataclasses.replace(NYUDV2_DEPTH, scale=d.depth_scale, require_16bit=require_16bit)
+    presets = {} if d.format == "folder" else {"rgb": IMAGENET_RGB, "depth": depth}
+    return [
+        presets[name] if name in presets else Modality(name, **d.modality_settings.get(name, {}))
+        for name in config.model.modalities
+    ]
+
+
 def build_datasets(
     config: Config, splits: tuple[str, ...] = ("train", "val")
 ) -> dict[str, Dataset]:
     """The configured data set's splits; training gets the paper's augmentation."""
     from cenfusion.data.segmentation import SUNRGBD, AugmentSettings, FolderSegmentation, NYUDv2
-    from cenfusion.data.segmentation.modalities import Modality
 
     d = config.data
+    if d.format not in ("nyudv2", "sunrgbd", "folder"):
+        raise ValueError(f"data.format: expected 'nyudv2', 'sunrgbd' or 'folder', got {d.format!r}")
     augment = AugmentSettings(
         scale_range=tuple(d.scale_range),
         min_short_side=d.min_short_side,
@@ -75,36 +104,23 @@ def build_datasets(
         flip_prob=d.flip_prob,
     )
     lists = {"train": d.train_list, "val": d.val_list}
+    specs = modality_specs(config)
     datasets = {}
     for split in splits:
         common: dict[str, Any] = {
+            "modalities": specs,
             "num_classes": config.model.num_classes,
             "ignore_index": d.ignore_index,
             "augment": augment if split == "train" else None,
             "resize": tuple(d.val_resize) if split != "train" and d.val_resize else None,
         }
-        modalities = tuple(config.model.modalities)
-        if d.format == "nyudv2":
-            dataset = NYUDv2(
-                d.root, lists[split], modalities=modalities, depth_scale=d.depth_scale,
-                allow_8bit_depth=d.allow_8bit_depth, **common,
-            )  # fmt: skip
-        elif d.format == "sunrgbd":
-            dataset = SUNRGBD(
-                d.root, lists[split], modalities=modalities, allow_8bit_depth=d.allow_8bit_depth,
-                **common,
-            )  # fmt: skip
-        elif d.format == "folder":
-            specs = [Modality(name, **d.modality_settings.get(name, {})) for name in modalities]
-            dataset = FolderSegmentation(
-                d.root, lists[split], modalities=specs, label_folder=d.label_folder,
-                label_ext=d.label_ext, **common,
-            )  # fmt: skip
-        else:
-            raise ValueError(
-                f"data.format: expected 'nyudv2', 'sunrgbd' or 'folder', got {d.format!r}"
+        if d.format == "folder":
+            datasets[split] = FolderSegmentation(
+                d.root, lists[split], label_folder=d.label_folder, label_ext=d.label_ext, **common
             )
-        datasets[split] = dataset
+        else:
+            layout = NYUDv2 if d.format == "nyudv2" else SUNRGBD
+            datasets[split] = layout(d.root, lists[split], **common)
     return datasets
 
 
