@@ -22,3 +22,8 @@ def epoch_loader(
         num_workers=workers,
         generator=generator,
     )
+
+
+def steps_in_epoch(loader: DataLoader, max_steps: int | None) -> int:
+    """The batches one epoch trains on: the whole loader, or its first ``max_steps``."""
+    return min(len(loader), max_steps) if max_steps else len(loader)

@@ -38,7 +38,7 @@ from cenfusion.engine.checkpoint import (
     rng_state,
     rotate_and_save,
 )
-from cenfusion.engine.loop import epoch_loader
+from cenfusion.engine.loop import epoch_loader, steps_in_epoch
 from cenfusion.metrics import ConfusionMatrix, SegmentationScores
 from cenfusion.models import create_model
 from cenfusion.models.segmentation import CENSegmentationModel
@@ -282,9 +282,7 @@ class SegmentationTrainer:
             config.train.seed,
             epoch,
         )
-        steps = len(loader)
-        if config.train.max_steps_per_epoch:
-            steps = min(steps, config.train.max_steps_per_epoch)
+        steps = steps_in_epoch(loader, config.train.max_steps_per_epoch)
         sums: dict[str, float] = {}
         start = time.perf_counter()
         bar = tqdm(

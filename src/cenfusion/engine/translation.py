@@ -40,7 +40,7 @@ from cenfusion.engine.checkpoint import (
     rng_state,
     rotate_and_save,
 )
-from cenfusion.engine.loop import epoch_loader
+from cenfusion.engine.loop import epoch_loader, steps_in_epoch
 from cenfusion.engine.segmentation import NonFiniteLossError, autocast_context, load_model_state
 from cenfusion.metrics.image import (
     FID_SKIPPED_MESSAGE,
@@ -359,9 +359,7 @@ class TranslationTrainer:
             config.train.seed,
             epoch,
         )
-        steps = len(loader)
-        if config.train.max_steps_per_epoch:
-            steps = min(steps, config.train.max_steps_per_epoch)
+        steps = steps_in_epoch(loader, config.train.max_steps_per_epoch)
         sums: dict[str, float] = {}
         start = time.perf_counter()
         bar = tqdm(

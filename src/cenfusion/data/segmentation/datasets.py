@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from cenfusion.data.segmentation.io import (
     check_label_values,
+    check_listed_files,
     check_root,
     read_label,
     read_list_file,
@@ -119,13 +120,7 @@ class SegmentationFiles(Dataset):
         return {m.name: m.pad_value for m in self.specs}
 
     def _check_files(self) -> None:
-        missing = [(e, p) for e in self._entries for p in e.paths.values() if not p.is_file()]
-        if missing:
-            entry, path = missing[0]
-            raise FileNotFoundError(
-                f"{len(missing)} file(s) listed in {self.list_file} not found; first: {path} "
-                f"(listed at {entry.where})"
-            )
+        check_listed_files(self._entries, self.list_file)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -54,6 +54,20 @@ def resolve_list_file(root: Path, list_file: str | os.PathLike[str]) -> Path:
     raise FileNotFoundError(f"list file not found: {list_file} (looked for {tried})")
 
 
+def check_listed_files(entries, list_file: Path) -> None:
+    """Refuse a data set whose list names missing files: count them, name the first and its line.
+
+    ``entries`` carry ``paths`` (name -> Path) and ``where`` (``list_file:line``).
+    """
+    missing = [(e, p) for e in entries for p in e.paths.values() if not p.is_file()]
+    if missing:
+        entry, path = missing[0]
+        raise FileNotFoundError(
+            f"{len(missing)} file(s) listed in {list_file} not found; first: {path} "
+            f"(listed at {entry.where})"
+        )
+
+
 def read_list_file(path: Path, columns: tuple[str, ...]) -> list[ListLine]:
     """Parse a list file of ``len(columns)`` tab-separated fields per line; skip blank lines.
 

@@ -23,7 +23,12 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from cenfusion.data.segmentation.io import check_root, read_list_file, resolve_list_file
+from cenfusion.data.segmentation.io import (
+    check_listed_files,
+    check_root,
+    read_list_file,
+    resolve_list_file,
+)
 from cenfusion.data.translation.domains import TASKONOMY_PRESETS, Domain, resolve_domain
 from cenfusion.data.translation.transforms import TranslationAugment, fixed_resize
 
@@ -93,13 +98,7 @@ class TranslationFiles(Dataset):
         self.resize = tuple(resize) if resize is not None else None
         self.interpolation = {k: d.interpolation for k, d in self.domains.items()}
         if check_files:
-            missing = [(e, p) for e in entries for p in e.paths.values() if not p.is_file()]
-            if missing:
-                entry, path = missing[0]
-                raise FileNotFoundError(
-                    f"{len(missing)} file(s) listed in {list_file} not found; first: {path} "
-                    f"(listed at {entry.where})"
-                )
+            check_listed_files(entries, list_file)
 
     def __len__(self) -> int:
         return len(self._entries)
