@@ -31,6 +31,12 @@ class ModelConfig:
     output_stride: int | None = None
     rcu_residual: str = "activated"
     decoder_channels: list[int] | None = None  # RefineNet (deepest, other); None = (512, 256)
+    # baselines and ablations (cenfusion.models.fusion): cen | concat | average | align |
+    # self_attention, after early | middle | late | all stages (or a list of stage numbers)
+    fusion: str = "cen"
+    fusion_stages: str | list[int] = "all"
+    share_convs: bool = True  # False: every modality its own convolutions (segmentation)
+    private_norms: bool = True  # False: one BatchNorm shared by all modalities (segmentation)
     # translation (task: translation, arch: pix2pix); modalities are the input domains
     target: str | None = None  # the output domain
     ngf: int = 64
@@ -88,6 +94,7 @@ class TrainConfig:
     lam: float = 2e-4
     sparsity: str = "disjoint"  # none | disjoint | all
     l1_per_output: bool = False  # public-code compatibility: the L1 term once per output
+    align_weight: float = 0.1  # weight of the MMD loss of model.fusion: align
     freeze_bn: bool = False
     seed: int = 0
     precision: str = "fp32"  # fp32 | bf16

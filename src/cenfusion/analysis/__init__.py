@@ -1,5 +1,52 @@
-"""What a CEN model learned: which channels each modality gives away."""
+"""What a CEN model learned: which channels each modality gives away, and why.
+
+``scaling_factors``: per-site statistics of gamma; ``feature_maps``: the paper's channel-group
+view of the features; ``theorem``: Theorem 1's collapse probability beside the observed one,
+from the ``|dL/dy|`` that ``OutputGradientMonitor`` records; ``plots`` (needs the ``plot``
+extra): the figures.
+"""
 
 from cenfusion.analysis.exchange_stats import ExchangeStats, exchange_statistics
+from cenfusion.analysis.feature_maps import (
+    ChannelGroup,
+    GroupFeatures,
+    channel_groups,
+    group_feature_maps,
+    read_sample,
+    sample_feature_groups,
+    site_features,
+)
+from cenfusion.analysis.output_gradients import OutputGradientMonitor
+from cenfusion.analysis.scaling_factors import (
+    SiteStatistics,
+    find_site,
+    format_statistics,
+    gamma_statistics,
+    scaling_factors,
+    site_statistics,
+    site_thresholds,
+)
+from cenfusion.analysis.theorem import AttractionCheck, attraction_check, attraction_probability
 
-__all__ = ["ExchangeStats", "exchange_statistics"]
+__all__ = [
+    "AttractionCheck",
+    "ChannelGroup",
+    "ExchangeStats",
+    "GroupFeatures",
+    "OutputGradientMonitor",
+    "SiteStatistics",
+    "attraction_check",
+    "attraction_probability",
+    "channel_groups",
+    "exchange_statistics",
+    "find_site",
+    "format_statistics",
+    "gamma_statistics",
+    "group_feature_maps",
+    "read_sample",
+    "sample_feature_groups",
+    "scaling_factors",
+    "site_features",
+    "site_statistics",
+    "site_thresholds",
+]

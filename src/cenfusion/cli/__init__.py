@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cenfusion.cli import demo, evaluate, official, predict, synth, train
+from cenfusion.cli import compare, demo, evaluate, inspect, official, predict, synth, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cenfusion", description="Multimodal fusion by channel exchanging (CEN)."
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, synth, train, evaluate, predict, official):
+    for module in (demo, synth, train, evaluate, predict, compare, inspect, official):
         module.add_parser(subparsers)
     return parser
 

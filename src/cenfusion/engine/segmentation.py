@@ -41,6 +41,7 @@ from cenfusion.engine.checkpoint import (
 from cenfusion.engine.loop import epoch_loader, steps_in_epoch
 from cenfusion.metrics import ConfusionMatrix, SegmentationScores
 from cenfusion.models import create_model
+from cenfusion.models.fusion import auxiliary_loss
 from cenfusion.models.segmentation import CENSegmentationModel
 from cenfusion.nn import sparsity_penalty
 
@@ -64,6 +65,10 @@ def build_model(config: Config) -> CENSegmentationModel:
         output_stride=m.output_stride,
         rcu_residual=m.rcu_residual,
         decoder_channels=m.decoder_channels,
+        fusion=m.fusion,
+        fusion_stages=m.fusion_stages,
+        share_convs=m.share_convs,
+        private_norms=m.private_norms,
     )
 
 
@@ -137,7 +142,8 @@ def segmentation_loss(
     label: Tensor,
     config: Config,
 ) -> tuple[Tensor, dict[str, float]]:
-    """Sum of the branch and ensemble cross-entropies plus the L1 term."""
+    """Sum of the branch and ensemble cross-entropies plus the L1 term (and the alignment
+    baseline's MMD loss, ``train.align_weight`` x)."""
     ignore = config.data.ignore_index
     num = model.num_modalities
     size = label.shape[-2:]
@@ -149,12 +155,14 @@ def segmentation_loss(
     penalty = sparsity_penalty(model, config.train.lam, config.train.sparsity)
     if config.train.l1_per_output:
         penalty = penalty * (num + 1)
-    total = branches + ensemble_loss + penalty
+    alignment = config.train.align_weight * auxiliary_loss(model)
+    total = branches + ensemble_loss + penalty + alignment
     return total, {
         "loss": float(total.detach()),
         "ce_branches": float(branches.detach()),
         "ce_ensemble": float(ensemble_loss.detach()),
         "l1": float(penalty.detach()),
+        "align": float(alignment.detach()),
     }
 
 

@@ -51,6 +51,7 @@ from cenfusion.metrics.image import (
     load_inception,
 )
 from cenfusion.models import create_model
+from cenfusion.models.fusion import auxiliary_loss
 from cenfusion.models.translation import CENPix2Pix
 from cenfusion.nn import sparsity_penalty, stack_modalities
 
@@ -69,6 +70,10 @@ def build_model(config: Config) -> CENPix2Pix:
         num_downs=m.num_downs,
         insnorm_threshold=m.insnorm_threshold,
         exchange=m.exchange,
+        fusion=m.fusion,
+        fusion_stages=m.fusion_stages,
+        share_convs=m.share_convs,
+        private_norms=m.private_norms,
     )
 
 
@@ -140,7 +145,8 @@ def discriminator_loss(disc: nn.Module, x: Tensor, y: Tensor, fake: Tensor) -> T
 def generator_loss(
     model: CENPix2Pix, x: Tensor, y: Tensor, fake: Tensor, config: Config
 ) -> tuple[Tensor, dict[str, float]]:
-    """Adversarial + ``l1_weight`` x L1 of every branch and the ensemble + sparsity term."""
+    """Adversarial + ``l1_weight`` x L1 of every branch and the ensemble + sparsity term (+ the
+    alignment baseline's MMD loss, ``align_weight`` x)."""
     num = model.num_modalities
     logits = model.discriminator(x, fake).float()
     adversarial = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits)) * num
@@ -150,13 +156,15 @@ def generator_loss(
     ensemble = F.l1_loss(model.ensemble(fake), target)
     reconstruction = config.train.l1_weight * (branches + ensemble)
     penalty = sparsity_penalty(model.generator, config.train.lam, config.train.sparsity)
-    total = adversarial + reconstruction + penalty
+    alignment = config.train.align_weight * auxiliary_loss(model.generator)
+    total = adversarial + reconstruction + penalty + alignment
     return total, {
         "g_loss": float(total.detach()),
         "g_adv": float(adversarial.detach()),
         "l1_branches": float(branches.detach()) / num,
         "l1_ensemble": float(ensemble.detach()),
         "sparsity": float(penalty.detach()),
+        "align": float(alignment.detach()),
     }
 
 

@@ -39,8 +39,12 @@ def create_model(
     insnorm_threshold: float = 1e-2,
     in_channels: int = 3,
     out_channels: int = 3,
+    fusion: str = "cen",
+    fusion_stages: str | Sequence[int] = "all",
+    share_convs: bool = True,
+    private_norms: bool = True,
 ) -> nn.Module:
-    """Build a CEN model.
+    """Build a CEN model, or one of the paper's baselines and ablations of it.
 
     Segmentation: ``arch`` ``"refinenet"`` (Light-Weight RefineNet, logits at 1/4, the paper's
     main model) or ``"pspnet"`` (pyramid pooling on a dilated backbone, ``output_stride`` 8 by
@@ -54,13 +58,24 @@ def create_model(
     the alpha ensemble, plus the shared conditional PatchGAN discriminator (``ndf``);
     ``modalities`` are the input domains, ``target`` the output domain (a name only). Any
     number of input modalities; ``exchange=False`` keeps the norms as L1 sites (ablation).
+
+    Baselines and ablations (same backbone and decoder): ``fusion`` ``"cen"`` (channel
+    exchange) or ``"concat" | "average" | "align" | "self_attention"`` after ``fusion_stages``
+    (``"early" | "middle" | "late" | "all"`` or stage numbers; see
+    :mod:`cenfusion.models.fusion`); ``share_convs=False`` gives each modality its own
+    convolutions and ``private_norms=False`` one shared BatchNorm (segmentation only).
     """
     if task not in TASKS:
         raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
     if task == "translation":
+        if not (share_convs and private_norms):
+            raise ValueError(
+                "share_convs=False / private_norms=False: the sharing ablations are built for "
+                "segmentation backbones only"
+            )
         return _create_translation_model(
             arch or "pix2pix", modalities, target, ngf, ndf, num_downs, insnorm_threshold,
-            exchange, in_channels, out_channels,
+            exchange, in_channels, out_channels, fusion, fusion_stages,
         )  # fmt: skip
     arch = arch or "refinenet"
     if arch not in SEGMENTATION_ARCHS:
@@ -79,6 +94,10 @@ def create_model(
         exchange_norms=exchange_norms,
         pretrained=pretrained,
         output_stride=output_stride,
+        share_convs=share_convs,
+        private_norms=private_norms,
+        fusion=fusion,
+        fusion_stages=fusion_stages,
     )
     if arch == "refinenet":
         decoder = RefineNetDecoder(
@@ -110,6 +129,8 @@ def _create_translation_model(
     exchange: bool,
     in_channels: int,
     out_channels: int,
+    fusion: str = "cen",
+    fusion_stages: str | Sequence[int] = "all",
 ) -> nn.Module:
     from cenfusion.models.translation import CENPix2Pix, CENUNetGenerator, PatchDiscriminator
 
@@ -131,6 +152,8 @@ def _create_translation_model(
         num_downs=num_downs,
         insnorm_threshold=insnorm_threshold,
         exchange=exchange,
+        fusion=fusion,
+        fusion_stages=fusion_stages,
     )
     discriminator = PatchDiscriminator(in_channels, out_channels, ndf)
     return CENPix2Pix(generator, discriminator, target)

@@ -2,6 +2,7 @@
 
 from cenfusion.nn.ensemble import Ensemble
 from cenfusion.nn.exchange import channel_exchange, exchange_mask
+from cenfusion.nn.modality_conv import ModalityConv2d
 from cenfusion.nn.norm import ModalityBatchNorm2d, ModalityInstanceNorm2d
 from cenfusion.nn.sparsity import (
     SPARSITY_MODES,
@@ -23,6 +24,7 @@ __all__ = [
     "Ensemble",
     "as_stacked",
     "ModalityBatchNorm2d",
+    "ModalityConv2d",
     "ModalityInstanceNorm2d",
     "channel_exchange",
     "chunk_bounds",

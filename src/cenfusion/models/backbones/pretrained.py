@@ -2,7 +2,8 @@
 
 Nothing is downloaded: the user names a ``.pth`` file (e.g. torchvision's
 ``resnet50-19c8e357.pth``). Key names match ours one for one; each BatchNorm tensor of shape
-``(C,)`` is copied into every modality's row of our ``(M, C)`` norm tensors.
+``(C,)`` is copied into every modality's row of our ``(M, C)`` norm tensors (and, for the
+unshared-convolution ablation, each filter bank into every modality's row).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 IGNORED_PREFIXES = ("fc.",)  # the ImageNet classifier has no place in a dense-prediction trunk
+FUSION_PREFIX = "fusion."
 
 
 def read_state_dict(path: str | Path, what: str = "checkpoint") -> dict[str, Tensor]:
@@ -49,7 +51,8 @@ def load_torchvision_resnet(model: nn.Module, source: str | Path | dict[str, Ten
     )
     state = {k.removeprefix("module."): v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith(IGNORED_PREFIXES)}
-    target = model.state_dict()
+    # a fusion baseline's layers (``fusion.layer2...``) are not part of the ImageNet trunk
+    target = {k: v for k, v in model.state_dict().items() if not k.startswith(FUSION_PREFIX)}
     missing = [k for k in target if k not in state]
     unexpected = [k for k in state if k not in target]
     if missing or unexpected:
@@ -64,11 +67,11 @@ def load_torchvision_resnet(model: nn.Module, source: str | Path | dict[str, Ten
         theirs = state[key]
         if theirs.shape == ours.shape:
             converted[key] = theirs
-        elif ours.dim() == 2 and theirs.shape == ours.shape[1:]:
+        elif ours.dim() == theirs.dim() + 1 and theirs.shape == ours.shape[1:]:
             converted[key] = theirs.unsqueeze(0).expand_as(ours)  # one copy per modality
         else:
             raise ValueError(
                 f"{name}: key {key!r} has shape {tuple(theirs.shape)}, this model expects "
                 f"{tuple(ours.shape)}"
             )
-    model.load_state_dict(converted)
+    model.load_state_dict(converted, strict=False)  # every trunk key was checked above

@@ -13,25 +13,42 @@ The same class with ``nn.BatchNorm2d`` as its norm is the plain unimodal ResNet
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from cenfusion.nn import ModalityBatchNorm2d, as_stacked
+from cenfusion.nn import ModalityBatchNorm2d, ModalityConv2d, as_stacked
 
 NormFactory = Callable[[int, bool], nn.Module]
 """``(num_features, is_exchange_site) -> norm module``."""
+ConvFactory = Callable[..., nn.Module]
+"""``nn.Conv2d``'s signature (keywords): shared by default, per modality for the ablation."""
 
 
-def conv3x3(in_planes: int, out_planes: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(
-        in_planes, out_planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False
+def conv3x3(
+    in_planes: int,
+    out_planes: int,
+    stride: int = 1,
+    dilation: int = 1,
+    conv: ConvFactory = nn.Conv2d,
+) -> nn.Module:
+    return conv(
+        in_planes,
+        out_planes,
+        kernel_size=3,
+        stride=stride,
+        padding=dilation,
+        dilation=dilation,
+        bias=False,
     )
 
 
-def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
+def conv1x1(
+    in_planes: int, out_planes: int, stride: int = 1, conv: ConvFactory = nn.Conv2d
+) -> nn.Module:
+    return conv(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
 
 
 class BasicBlock(nn.Module):
@@ -48,12 +65,13 @@ class BasicBlock(nn.Module):
         stride: int = 1,
         downsample: nn.Module | None = None,
         dilation: int = 1,
+        conv: ConvFactory = nn.Conv2d,
     ) -> None:
         super().__init__()
-        self.conv1 = conv3x3(inplanes, planes, stride, dilation)
+        self.conv1 = conv3x3(inplanes, planes, stride, dilation, conv)
         self.bn1 = norm(planes, "bn1" in exchange_norms)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(planes, planes, dilation=dilation)
+        self.conv2 = conv3x3(planes, planes, dilation=dilation, conv=conv)
         self.bn2 = norm(planes, "bn2" in exchange_norms)
         self.downsample = downsample
 
@@ -78,13 +96,14 @@ class Bottleneck(nn.Module):
         stride: int = 1,
         downsample: nn.Module | None = None,
         dilation: int = 1,
+        conv: ConvFactory = nn.Conv2d,
     ) -> None:
         super().__init__()
-        self.conv1 = conv1x1(inplanes, planes)
+        self.conv1 = conv1x1(inplanes, planes, conv=conv)
         self.bn1 = norm(planes, "bn1" in exchange_norms)
-        self.conv2 = conv3x3(planes, planes, stride, dilation)
+        self.conv2 = conv3x3(planes, planes, stride, dilation, conv)
         self.bn2 = norm(planes, "bn2" in exchange_norms)
-        self.conv3 = conv1x1(planes, planes * self.expansion)
+        self.conv3 = conv1x1(planes, planes * self.expansion, conv=conv)
         self.bn3 = norm(planes * self.expansion, "bn3" in exchange_norms)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
@@ -128,6 +147,7 @@ class ResNet(nn.Module):
         exchange_norms: Sequence[str] | None = None,
         in_channels: int = 3,
         output_stride: int = 32,
+        conv: ConvFactory = nn.Conv2d,
     ) -> None:
         super().__init__()
         dilate = {32: (False, False, False), 16: (False, False, True), 8: (False, True, True)}
@@ -146,7 +166,7 @@ class ResNet(nn.Module):
             )
         self.exchange_norms = tuple(exchange_norms)
         self.in_channels = in_channels
-        self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+        self.conv1 = conv(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = norm(64, False)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
@@ -161,12 +181,14 @@ class ResNet(nn.Module):
             strides.append(stride_so_far)
             layer, inplanes = _make_layer(
                 block, inplanes, planes, blocks, stride, norm, exchange_norms,
-                previous_dilation, dilation,
+                previous_dilation, dilation, conv,
             )  # fmt: skip
             self.add_module(f"layer{index}", layer)
         self.feature_channels = tuple(p * block.expansion for p in widths)
         self.feature_strides = tuple(strides)
         self.output_stride = output_stride
+        # fusion baselines: a layer after some of layer1..4, keyed "layer{i}" (empty for CEN)
+        self.fusion = nn.ModuleDict()
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -174,13 +196,18 @@ class ResNet(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, ModalityConv2d):
+                for m in range(module.num_modalities):
+                    nn.init.kaiming_normal_(module.weight[m], mode="fan_out", nonlinearity="relu")
 
     def forward_features(self, x: Tensor) -> list[Tensor]:
         """x: stacked ``(M*B, C, H, W)`` -> four stacked features at strides 4, 8, 16, 32."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         features = []
-        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+        for index, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4), 1):
             x = layer(x)
+            if f"layer{index}" in self.fusion:
+                x = self.fusion[f"layer{index}"](x)
             features.append(x)
         return features
 
@@ -198,17 +225,21 @@ def _make_layer(
     exchange_norms: Sequence[str],
     first_dilation: int = 1,
     dilation: int = 1,
+    conv: ConvFactory = nn.Conv2d,
 ) -> tuple[nn.Sequential, int]:
     downsample = None
     if stride != 1 or inplanes != planes * block.expansion:
         downsample = nn.Sequential(
-            conv1x1(inplanes, planes * block.expansion, stride),
+            conv1x1(inplanes, planes * block.expansion, stride, conv),
             norm(planes * block.expansion, False),
         )
-    layers = [block(inplanes, planes, norm, exchange_norms, stride, downsample, first_dilation)]
+    layers = [
+        block(inplanes, planes, norm, exchange_norms, stride, downsample, first_dilation, conv)
+    ]
     inplanes = planes * block.expansion
     layers += [
-        block(inplanes, planes, norm, exchange_norms, dilation=dilation) for _ in range(1, blocks)
+        block(inplanes, planes, norm, exchange_norms, dilation=dilation, conv=conv)
+        for _ in range(1, blocks)
     ]
     return nn.Sequential(*layers), inplanes
 
@@ -218,6 +249,13 @@ class CENResNet(ResNet):
 
     ``forward`` takes a ``{modality: (B, C, H, W)}`` dict, a list in ``modalities`` order, or an
     already stacked ``(M*B, in_channels, H, W)`` tensor; 1-channel inputs are tiled to the stem.
+
+    The paper's comparisons are switches of the same trunk: ``share_convs=False`` gives every
+    modality its own convolutions (:class:`~cenfusion.nn.ModalityConv2d`),
+    ``private_norms=False`` one ``nn.BatchNorm2d`` for all modalities (statistics over the whole
+    stacked batch), and ``fusion`` one of the baselines of :mod:`cenfusion.models.fusion` after
+    the ``fusion_stages`` (layer1..4) instead of exchange (the baselines have no exchange
+    sites, hence no L1 term).
     """
 
     def __init__(
@@ -229,14 +267,32 @@ class CENResNet(ResNet):
         exchange_norms: Sequence[str] | None = None,
         in_channels: int = 3,
         output_stride: int = 32,
+        share_convs: bool = True,
+        private_norms: bool = True,
+        fusion: str = "cen",
+        fusion_stages: str | Sequence[int] = "all",
     ) -> None:
+        from cenfusion.models.fusion import build_stage_fusion, check_fusion
+
         modalities = tuple(modalities)
         if not modalities or len(set(modalities)) != len(modalities):
             raise ValueError(f"modalities: expected distinct names, got {list(modalities)}")
+        check_fusion(fusion)
         num_modalities = len(modalities)
+        if fusion != "cen":
+            exchange, exchange_norms = False, ()
+        if not private_norms:
+            if exchange:
+                raise ValueError(
+                    "private_norms=False: exchange needs each modality's own scaling factors; "
+                    "set exchange=False for the shared-norm ablation"
+                )
+            exchange_norms = ()
         threshold = bn_threshold if exchange else None
 
         def norm(num_features: int, site: bool) -> nn.Module:
+            if not private_norms:
+                return nn.BatchNorm2d(num_features)
             return ModalityBatchNorm2d(
                 num_features,
                 num_modalities,
@@ -244,11 +300,20 @@ class CENResNet(ResNet):
                 exchange_site=site,
             )
 
-        super().__init__(spec, norm, exchange_norms, in_channels, output_stride)
+        conv: ConvFactory = nn.Conv2d
+        if not share_convs:
+            conv = functools.partial(ModalityConv2d, num_modalities=num_modalities)
+        super().__init__(spec, norm, exchange_norms, in_channels, output_stride, conv)
         self.modalities = modalities
         self.num_modalities = num_modalities
         self.bn_threshold = bn_threshold
         self.exchange = exchange
+        self.share_convs = share_convs
+        self.private_norms = private_norms
+        self.fusion_method = fusion
+        self.fusion = build_stage_fusion(
+            fusion, fusion_stages, self.feature_channels, num_modalities, prefix="layer"
+        )
 
     def stack(self, inputs: Mapping[str, Tensor] | Sequence[Tensor] | Tensor) -> Tensor:
         """Validate and stack inputs into ``(M*B, in_channels, H, W)``."""
@@ -273,18 +338,25 @@ def create_backbone(
     pretrained: str | None = None,
     in_channels: int = 3,
     output_stride: int = 32,
+    share_convs: bool = True,
+    private_norms: bool = True,
+    fusion: str = "cen",
+    fusion_stages: str | Sequence[int] = "all",
 ) -> CENResNet:
     """Build a CEN ResNet (``resnet18`` .. ``resnet152``) over ``modalities``.
 
     ``modalities`` is a sequence of names, or a count ``M`` (names ``m0 .. m{M-1}``).
     ``pretrained`` is the path of a torchvision-format ImageNet state dict (``.pth``); every
-    BatchNorm is copied into each modality's norm. Nothing is ever downloaded.
+    BatchNorm (and, with ``share_convs=False``, every convolution) is copied into each
+    modality's copy. Nothing is ever downloaded. ``share_convs``, ``private_norms``, ``fusion``
+    and ``fusion_stages``: the paper's ablations and baselines (see :class:`CENResNet`).
     """
     if isinstance(modalities, int):
         modalities = tuple(f"m{i}" for i in range(modalities))
     model = CENResNet(
-        _spec(name), modalities, bn_threshold, exchange, exchange_norms, in_channels, output_stride
-    )
+        _spec(name), modalities, bn_threshold, exchange, exchange_norms, in_channels,
+        output_stride, share_convs, private_norms, fusion, fusion_stages,
+    )  # fmt: skip
     if pretrained is not None:
         from cenfusion.models.backbones.pretrained import load_torchvision_resnet
 

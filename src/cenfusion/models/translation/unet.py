@@ -7,7 +7,9 @@ one affine InstanceNorm (and running statistics) per modality. Encoder blocks ar
 blocks 1 and 8 have no norm (block 1 not even the activation), and the norms of blocks 2..7 are
 the exchange sites (METHOD.md §1-2). Decoder blocks are ``ReLU -> 4x4 stride-2 transposed conv
 -> norm (not on the last) -> dropout 0.5 (first three)``, each output concatenated with the
-mirrored encoder feature; ``tanh`` at the end, then the alpha ensemble.
+mirrored encoder feature; ``tanh`` at the end, then the alpha ensemble. ``fusion`` (not
+``"cen"``) puts one of the baselines of :mod:`cenfusion.models.fusion` after the chosen encoder
+blocks instead (stages 1..num_downs), with no exchange and no L1 sites.
 
 The skip connections carry the encoder feature *after* the next block's LeakyReLU, as the
 public code does (its in-place LeakyReLU overwrites the feature it later concatenates). This is
@@ -110,8 +112,14 @@ class CENUNetGenerator(nn.Module):
         exchange: bool = True,
         dropout: float = 0.5,
         dropout_blocks: int = 3,
+        fusion: str = "cen",
+        fusion_stages: str | Sequence[int] = "all",
     ) -> None:
+        from cenfusion.models.fusion import build_stage_fusion, check_fusion
+
         super().__init__()
+        check_fusion(fusion)
+        baseline = fusion != "cen"  # a baseline fuses with layers instead; no exchange, no L1
         modalities = tuple(modalities)
         if not modalities or len(set(modalities)) != len(modalities):
             raise ValueError(f"modalities: expected distinct names, got {list(modalities)}")
@@ -126,7 +134,8 @@ class CENUNetGenerator(nn.Module):
         self.ngf = ngf
         self.num_downs = num_downs
         self.insnorm_threshold = insnorm_threshold
-        self.exchange = exchange
+        self.exchange = exchange = exchange and not baseline
+        self.fusion_method = fusion
         widths = encoder_widths(ngf, num_downs)
         threshold = insnorm_threshold if exchange else None
         self.down = nn.ModuleList(
@@ -136,10 +145,12 @@ class CENUNetGenerator(nn.Module):
                 num_modalities,
                 norm=0 < i < num_downs - 1,
                 exchange_threshold=threshold,
-                exchange_site=True,
+                exchange_site=not baseline,
             )
             for i in range(num_downs)
         )
+        # fusion baselines: a layer after some encoder blocks, keyed "down{i}" (empty for CEN)
+        self.fusion = build_stage_fusion(fusion, fusion_stages, widths, num_modalities, "down")
         # up block j mirrors encoder block num_downs - 1 - j; all but the first take a skip too
         ups = []
         for j in range(num_downs):
@@ -186,17 +197,21 @@ class CENUNetGenerator(nn.Module):
     def forward_stacked(self, x: Tensor) -> Tensor:
         """x: ``(M*B, in_channels, H, W)`` -> per-modality translations ``(M*B, out, H, W)``."""
         self._check_size(x)
-        h = self.down[0](x)
+        h = self._fuse(self.down[0](x), 1)
         skips = []
-        for block in self.down[1:]:
+        for index, block in enumerate(self.down[1:], start=2):
             activated = F.leaky_relu(h, 0.2)
             skips.append(activated)
-            h = block(activated)
+            h = self._fuse(block(activated), index)
         for j, block in enumerate(self.up):
             h = block(h)
             if j < len(skips):
                 h = torch.cat([h, skips[-1 - j]], dim=1)
         return torch.tanh(h)
+
+    def _fuse(self, h: Tensor, stage: int) -> Tensor:
+        key = f"down{stage}"
+        return self.fusion[key](h) if key in self.fusion else h
 
     def forward(
         self, inputs: Mapping[str, Tensor] | Sequence[Tensor] | Tensor

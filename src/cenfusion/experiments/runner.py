@@ -1,0 +1,192 @@
+"""Train every (method, seed) cell of a comparison with the same budget; resumable.
+
+Each cell is an ordinary training run in ``OUTPUT/cells/<method>/seed<k>/`` (config, checkpoints,
+``metrics.jsonl``, ``train.log``) that ends with a ``result.json``. A rerun skips the cells
+with a result and resumes a cell that was cut off from its last checkpoint, so a grid killed
+half-way loses at most one epoch. A cell whose loss turns non-finite is recorded as
+``diverged``, one that raises as ``failed`` (with the error): both appear in the table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from cenfusion.config import Config, load_config
+from cenfusion.experiments.report import format_markdown, summarise
+from cenfusion.experiments.variants import Variant, resolve_variants
+
+STATUSES = ("ok", "diverged", "failed")
+
+
+@dataclass
+class CellResult:
+    """The outcome of one (method, seed) training run."""
+
+    method: str
+    seed: int
+    status: str
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    total_params: int = 0
+    fusion_params: int = 0
+    train_seconds: float = 0.0
+    error: str = ""
+
+
+@dataclass
+class Comparison:
+    """A grid of methods x seeds over one base config."""
+
+    config_path: str
+    methods: Sequence[str]
+    seeds: int = 3
+    output_dir: str | Path | None = None
+    overrides: Sequence[str] = ()
+    retry_failed: bool = False
+    progress: bool = True
+    command: str = ""
+
+    def base_config(self) -> Config:
+        return load_config(self.config_path, list(self.overrides))
+
+    def variants(self) -> list[Variant]:
+        base = self.base_config()
+        return resolve_variants(self.methods, base.model.modalities, base.task)
+
+    def directory(self) -> Path:
+        if self.output_dir is not None:
+            return Path(self.output_dir)
+        return Path(self.base_config().output_dir) / "compare"
+
+    def cell_config(self, variant: Variant, seed: int) -> Config:
+        base_seed = self.base_config().train.seed
+        cell_dir = self.directory() / "cells" / variant.name / f"seed{seed}"
+        overrides = [
+            *self.overrides,
+            *variant.overrides,
+            f"train.seed={base_seed + seed}",
+            f"output_dir={cell_dir}",
+        ]
+        return load_config(self.config_path, overrides)
+
+    def run(self) -> dict[str, Any]:
+        """Train what is missing, then write ``results.json`` and ``results.md``; return them."""
+        base = self.base_config()
+        _check_data(base)  # a missing data set fails here, once, not in every cell
+        variants = self.variants()
+        # seed-major: a grid cut short still has every method at the first seeds
+        cells = [(v, s) for s in range(self.seeds) for v in variants]
+        directory = self.directory()
+        results: list[CellResult] = []
+        bar = tqdm(total=len(cells), desc="compare", disable=not self.progress, unit="run")
+        for variant, seed in cells:
+            bar.set_postfix_str(f"{variant.name} seed {seed}")
+            results.append(self.run_cell(variant, seed))
+            bar.update()
+        bar.close()
+        report = {
+            "task": base.task,
+            "config": str(self.config_path),
+            "overrides": list(self.overrides),
+            "command": self.command,
+            "methods": [v.name for v in variants],
+            "descriptions": {v.name: v.description for v in variants},
+            "seeds": self.seeds,
+            "modalities": list(base.model.modalities),
+            "machine": machine_info(),
+            "cells": [asdict(r) for r in results],
+        }
+        report["summary"] = summarise(report)
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_atomic(directory / "results.json", json.dumps(report, indent=2))
+        _write_atomic(directory / "results.md", format_markdown(report))
+        return report
+
+    def run_cell(self, variant: Variant, seed: int) -> CellResult:
+        """One cell: reuse its ``result.json``, or train (resuming) and write it."""
+        config = self.cell_config(variant, seed)
+        cell_dir = Path(config.output_dir)
+        result_path = cell_dir / "result.json"
+        if result_path.is_file():
+            previous = CellResult(**json.loads(result_path.read_text()))
+            if previous.status == "ok" or not self.retry_failed:
+                return previous
+        cell_dir.mkdir(parents=True, exist_ok=True)
+        result = train_cell(config, variant.name, seed)
+        _write_atomic(result_path, json.dumps(asdict(result), indent=2))
+        return result
+
+
+def train_cell(config: Config, method: str, seed: int) -> CellResult:
+    """Train and evaluate one configured run; its console output goes to ``train.log``."""
+    from cenfusion.engine.segmentation import NonFiniteLossError
+    from cenfusion.models.fusion import fusion_parameter_count
+
+    cell_dir = Path(config.output_dir)
+    resume = (cell_dir / "last.pt").is_file()
+    result = CellResult(method, seed, "ok")
+    with (cell_dir / "train.log").open("a", buffering=1) as log, contextlib.redirect_stdout(log):
+        try:
+            trainer = _trainer(config, resume)
+            counted = getattr(trainer.model, "generator", trainer.model)
+            result.total_params = sum(p.numel() for p in counted.parameters())
+            result.fusion_params = fusion_parameter_count(counted)
+            history = trainer.fit()
+            result.train_seconds = sum(float(r.get("seconds", 0.0)) for r in history)
+            if not history or "val" not in history[-1]:
+                raise RuntimeError("training ended without a validation result")
+            result.scores = history[-1]["val"]
+        except NonFiniteLossError as error:
+            result.status, result.error = "diverged", str(error)
+        except Exception as error:  # a crashing method is a result of the comparison, too
+            result.status, result.error = "failed", f"{type(error).__name__}: {error}"
+        if result.status != "ok":
+            print(f"{method} seed {seed}: {result.status}: {result.error}")
+    return result
+
+
+def _trainer(config: Config, resume: bool):
+    if config.task == "translation":
+        from cenfusion.engine.translation import TranslationTrainer
+
+        return TranslationTrainer(config, resume=resume, progress=False)
+    from cenfusion.engine.segmentation import SegmentationTrainer
+
+    return SegmentationTrainer(config, resume=resume, progress=False)
+
+
+def _check_data(config: Config) -> None:
+    if config.task == "translation":
+        from cenfusion.engine.translation import build_datasets
+    else:
+        from cenfusion.engine.segmentation import build_datasets
+    build_datasets(config)
+
+
+def machine_info() -> dict[str, Any]:
+    """Where the timings come from."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)

@@ -1,0 +1,147 @@
+"""The methods a comparison trains: CEN, its ablations and the fusion baselines, by name.
+
+A variant is a name plus the config overrides that turn the base config into it, so every
+method trains with the same data, schedule, budget and seed. Names:
+
+- ``cen`` — channel exchange with the disjoint-half L1 term (the method).
+- ``unimodal`` — one network per modality, each on its modality alone (expands to
+  ``unimodal-rgb``, ``unimodal-depth``, ... from the config's modalities).
+- ``{concat,average,align,self-attention}-{early,middle,late,all}`` — the baselines of
+  :mod:`cenfusion.models.fusion` on the same backbone and decoder, without exchange or L1.
+- the paper's ablation rows (segmentation): ``unshared-convs``, ``shared-bn``, ``private-bn``,
+  ``private-bn-l1`` (disjoint half L1, no exchange), ``cen`` (+ exchange), ``cen-l1-all``
+  (L1 on all channels + exchange).
+
+Groups: ``baselines`` (unimodal and every baseline at every stage), ``ablations`` (the six
+rows), ``all`` (both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cenfusion.models.fusion import STAGE_NAMES
+
+BASELINE_FUSIONS = {
+    "concat": "concat",
+    "average": "average",
+    "align": "align",
+    "self-attention": "self_attention",
+}
+NO_EXCHANGE = ("model.exchange=false", "train.sparsity=none")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One method of a comparison: its name, what it is, and how the config becomes it."""
+
+    name: str
+    description: str
+    overrides: tuple[str, ...]
+    segmentation_only: bool = False
+
+    def fusion_stages(self) -> str:
+        """The stage part of a baseline's name (``""`` for the others)."""
+        base, _, stage = self.name.rpartition("-")
+        return stage if base in BASELINE_FUSIONS and stage in STAGE_NAMES else ""
+
+
+FIXED_VARIANTS: dict[str, Variant] = {
+    "cen": Variant(
+        "cen",
+        "CEN: shared convs, private norms, disjoint-half L1, exchange",
+        ("model.fusion=cen", "model.exchange=true", "train.sparsity=disjoint"),
+    ),
+    "unshared-convs": Variant(
+        "unshared-convs",
+        "own convs and norms per modality, no L1, no exchange",
+        ("model.share_convs=false", *NO_EXCHANGE),
+        segmentation_only=True,
+    ),
+    "shared-bn": Variant(
+        "shared-bn",
+        "shared convs, one shared BatchNorm, no L1, no exchange",
+        ("model.private_norms=false", *NO_EXCHANGE),
+        segmentation_only=True,
+    ),
+    "private-bn": Variant(
+        "private-bn",
+        "shared convs, private norms, no L1, no exchange",
+        NO_EXCHANGE,
+        segmentation_only=True,
+    ),
+    "private-bn-l1": Variant(
+        "private-bn-l1",
+        "shared convs, private norms, disjoint-half L1, no exchange",
+        ("model.exchange=false", "train.sparsity=disjoint"),
+        segmentation_only=True,
+    ),
+    "cen-l1-all": Variant(
+        "cen-l1-all",
+        "CEN with the L1 term on all channels of every modality",
+        ("model.exchange=true", "train.sparsity=all"),
+        segmentation_only=True,
+    ),
+}
+ABLATIONS = ("unshared-convs", "shared-bn", "private-bn", "private-bn-l1", "cen", "cen-l1-all")
+
+
+def baseline_names() -> list[str]:
+    return [f"{fusion}-{stage}" for fusion in BASELINE_FUSIONS for stage in STAGE_NAMES]
+
+
+def _baseline(name: str) -> Variant:
+    fusion, _, stage = name.rpartition("-")
+    return Variant(
+        name,
+        f"{fusion} fusion after {'every stage' if stage == 'all' else f'the {stage} stage'}",
+        (
+            f"model.fusion={BASELINE_FUSIONS[fusion]}",
+            f"model.fusion_stages={stage}",
+            *NO_EXCHANGE,
+        ),
+    )
+
+
+def _unimodal(modality: str) -> Variant:
+    return Variant(
+        f"unimodal-{modality}",
+        f"{modality} alone (same network, one modality)",
+        (f"model.modalities=[{modality}]", *NO_EXCHANGE),
+    )
+
+
+def resolve_variants(
+    names: Sequence[str], modalities: Sequence[str], task: str = "segmentation"
+) -> list[Variant]:
+    """Expand groups and ``unimodal``; refuse unknown names and ablations of another task."""
+    groups = {
+        "all": ["cen", "unimodal", *baseline_names(), *ABLATIONS],
+        "baselines": ["unimodal", *baseline_names()],
+        "ablations": list(ABLATIONS),
+    }
+    expanded: list[str] = []
+    for name in (member for n in names for member in groups.get(n, [n])):
+        expanded += [f"unimodal-{m}" for m in modalities] if name == "unimodal" else [name]
+    variants: list[Variant] = []
+    for name in dict.fromkeys(expanded):  # keep order, drop repeats
+        if name in FIXED_VARIANTS:
+            variant = FIXED_VARIANTS[name]
+        elif name in baseline_names():
+            variant = _baseline(name)
+        elif name.startswith("unimodal-") and name.removeprefix("unimodal-") in modalities:
+            variant = _unimodal(name.removeprefix("unimodal-"))
+        else:
+            known = ["all", "baselines", "ablations", "unimodal", *FIXED_VARIANTS]
+            raise ValueError(
+                f"method {name!r}: expected one of {known}, unimodal-<modality> with a modality "
+                f"of the config {list(modalities)}, or <fusion>-<stage> with fusion in "
+                f"{list(BASELINE_FUSIONS)} and stage in {list(STAGE_NAMES)}"
+            )
+        if variant.segmentation_only and task != "segmentation":
+            if name in names:
+                raise ValueError(f"method {name!r} is an ablation of the segmentation backbone")
+            continue  # a group brought it in: skip it quietly for translation
+        variants.append(variant)
+    return variants

@@ -1,0 +1,141 @@
+"""`cenfusion inspect` on tiny checkpoints: the table, the JSON, the PNGs and the errors."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cenfusion.analysis import site_statistics
+from cenfusion.cli import main
+from tests.analysis.helpers import SEGMENTATION, TRANSLATION, write_checkpoint
+
+
+@pytest.fixture(scope="module")
+def segmentation_checkpoint(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("inspect")
+    return write_checkpoint(folder / "last.pt", SEGMENTATION)
+
+
+@pytest.fixture(scope="module")
+def rgbd_files(tmp_path_factory):
+    """An 8-bit RGB image and a 16-bit depth map, 40x48, as `cenfusion predict` takes them."""
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / "a.png")
+    depth = rng.integers(1000, 20000, (40, 48)).astype(np.uint16)
+    Image.fromarray(depth).save(folder / "a_depth.png")
+    return folder / "a.png", folder / "a_depth.png"
+
+
+def assert_png(path, min_width=400, min_height=300):
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        width, height = image.size
+        assert min_width <= width <= 4000 and min_height <= height <= 6000, image.size
+        pixels = np.asarray(image.convert("RGB"))
+    assert pixels.std() > 10  # something is drawn, not a blank canvas
+
+
+def test_prints_the_table_and_writes_json_and_the_scaling_factor_plot(
+    segmentation_checkpoint, tmp_path, capsys
+):
+    checkpoint, model, _ = segmentation_checkpoint
+    plot, stats = tmp_path / "gammas.png", tmp_path / "stats.json"
+    code = main(
+        ["inspect", str(checkpoint), "--json", str(stats), "--plot", str(plot),
+         "--layers", "layer1.0.bn1", "backbone.layer4.1.bn1", "--channels", "32"]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "backbone.layer2.0.bn1" in out and "summary over 8 exchange sites" in out
+    document = json.loads(stats.read_text())
+    expected = [s.as_dict() for s in site_statistics(model)]
+    assert document["sites"] == json.loads(json.dumps(expected))
+    assert_png(plot, min_width=1200, min_height=800)
+
+
+def test_feature_view_draws_one_row_per_group(segmentation_checkpoint, rgbd_files, tmp_path):
+    checkpoint, _, _ = segmentation_checkpoint
+    rgb, depth = rgbd_files
+    out = tmp_path / "features.png"
+    args = ["inspect", str(checkpoint), "--features", str(out), "--rgb", str(rgb)]
+    args += ["--depth", str(depth), "--feature-layer", "layer1.1.bn1"]
+    assert main(args) == 0
+    assert_png(out)
+    after = tmp_path / "after.png"
+    assert main([*args[:2], "--features", str(after), *args[4:], "--after-exchange"]) == 0
+    assert_png(after)
+
+
+def test_a_model_trained_without_exchange_is_counted_at_the_configs_threshold(tmp_path, capsys):
+    checkpoint, model, _ = write_checkpoint(
+        tmp_path / "off.pt", [*SEGMENTATION, "model.exchange=false", "model.bn_threshold=0.03"]
+    )
+    assert main(["inspect", str(checkpoint)]) == 0
+    out = capsys.readouterr().out
+    assert "exchange is off in this model: counting |γ| < 0.03 (model.bn_threshold)" in out
+    assert "(θ = 0.03)" in out
+    assert main(["inspect", str(checkpoint), "--threshold", "0.5"]) == 0
+    assert "(θ = 0.5)" in capsys.readouterr().out
+
+
+def test_translation_checkpoints_are_inspected_too(tmp_path):
+    checkpoint, _, _ = write_checkpoint(tmp_path / "gen.pt", TRANSLATION)
+    rng = np.random.default_rng(1)
+    texture, shade = tmp_path / "texture.png", tmp_path / "shade.png"
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(texture)
+    Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(shade)
+    plot, features = tmp_path / "gammas.png", tmp_path / "features.png"
+    args = ["inspect", str(checkpoint), "--plot", str(plot), "--features", str(features)]
+    assert main([*args, "--texture", str(texture), "--reshading", str(shade)]) == 0
+    assert_png(plot)
+    assert_png(features)
+
+
+def error_of(args, capsys):
+    """The exit code and the one line of stderr."""
+    code = main(args)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return code, lines[0]
+
+
+def test_bad_input_gives_a_one_line_error(segmentation_checkpoint, rgbd_files, tmp_path, capsys):
+    checkpoint, _, _ = segmentation_checkpoint
+    rgb, depth = rgbd_files
+    code, line = error_of(["inspect", str(tmp_path / "nope.pt")], capsys)
+    assert code == 2 and "nope.pt' does not exist" in line
+    assert line.startswith("cenfusion inspect: error:")
+
+    out = str(tmp_path / "f.png")
+    missing = str(tmp_path / "missing.png")
+    code, line = error_of(
+        ["inspect", str(checkpoint), "--features", out, "--rgb", str(rgb), "--depth", missing],
+        capsys,
+    )
+    assert code == 2 and "--depth:" in line and "missing.png' does not exist" in line
+
+    code, line = error_of(
+        ["inspect", str(checkpoint), "--features", out, "--rgb", str(rgb)], capsys
+    )
+    assert code == 2 and "missing ['depth']" in line
+
+    code, line = error_of(
+        ["inspect", str(checkpoint), "--plot", out, "--layers", "layer9.0.bn1"], capsys
+    )
+    assert code == 2 and "unknown layer 'layer9.0.bn1'" in line and "layer1.0.bn1" in line
+
+    code, line = error_of(["inspect", str(checkpoint), "--rgb", str(rgb)], capsys)
+    assert code == 2 and "--features" in line
+
+
+def test_missing_matplotlib_names_the_extra(segmentation_checkpoint, tmp_path, monkeypatch, capsys):
+    checkpoint, _, _ = segmentation_checkpoint
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import fails
+    code, line = error_of(["inspect", str(checkpoint), "--plot", str(tmp_path / "x.png")], capsys)
+    assert code == 2 and "pip install 'cenfusion[plot]'" in line
+    assert not (tmp_path / "x.png").exists()

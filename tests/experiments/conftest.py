@@ -1,0 +1,66 @@
+import pytest
+import yaml
+
+from cenfusion.data.synthetic.writers import write_nyudv2, write_taskonomy
+
+
+@pytest.fixture(scope="session")
+def segmentation_yaml(tmp_path_factory):
+    """A YAML config of a ResNet-18 RefineNet that trains one step per run in about a second."""
+    root = tmp_path_factory.mktemp("compare-segmentation")
+    write_nyudv2(root / "data", n_train=4, n_val=2, seed=5, size=(32, 40), progress=False)
+    config = {
+        "task": "segmentation",
+        "output_dir": str(root / "run"),
+        "model": {"backbone": "resnet18", "num_classes": 10, "decoder_channels": [8, 8]},
+        "data": {
+            "root": str(root / "data"),
+            "crop_size": [32, 32],
+            "scale_range": [1.0, 1.0],
+            "min_short_side": 0,
+        },
+        "optim": {"stages": [{"epochs": 1, "encoder_lr": 0.01, "decoder_lr": 0.01}]},
+        "train": {"batch_size": 2, "lam": 0.01, "max_steps_per_epoch": 1},
+    }
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def translation_yaml(tmp_path_factory):
+    """A YAML config of a 5-level U-Net with ngf 4: one step per run."""
+    root = tmp_path_factory.mktemp("compare-translation")
+    write_taskonomy(
+        root / "data", n_train=2, n_val=2, seed=3, size=(32, 32),
+        domains=("rgb", "reshading", "texture"), progress=False,
+    )  # fmt: skip
+    config = {
+        "task": "translation",
+        "output_dir": str(root / "run"),
+        "model": {
+            "arch": "pix2pix",
+            "modalities": ["texture", "reshading"],
+            "target": "rgb",
+            "ngf": 4,
+            "ndf": 4,
+            "num_downs": 5,
+        },
+        "data": {
+            "format": "taskonomy",
+            "root": str(root / "data"),
+            "load_size": [32, 32],
+            "crop_size": [32, 32],
+        },
+        "train": {
+            "batch_size": 2,
+            "epochs": 1,
+            "max_steps_per_epoch": 1,
+            "lam": 0.01,
+            "sample_every": 0,
+        },
+        "eval": {"batch_size": 2},
+    }
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path

@@ -1,0 +1,151 @@
+"""The comparison runner: every method trains and evaluates; tables; resume; failures."""
+
+import json
+
+import pytest
+import torch
+
+from cenfusion.cli import main
+from cenfusion.config import load_config
+from cenfusion.engine.segmentation import segmentation_loss, stack_batch
+from cenfusion.experiments import Comparison
+from cenfusion.experiments import runner as runner_module
+
+
+def test_every_segmentation_method_trains_and_evaluates_through_the_runner(
+    segmentation_yaml, tmp_path
+):
+    report = Comparison(
+        str(segmentation_yaml), ["all"], seeds=1, output_dir=tmp_path, progress=False
+    ).run()
+    assert len(report["cells"]) == 24
+    failures = {c["method"]: c["error"] for c in report["cells"] if c["status"] != "ok"}
+    assert failures == {}
+    rows = {row["method"]: row for row in report["summary"]}
+    assert rows["unimodal-rgb"]["scores"].keys() == {"rgb", "ensemble"}
+    assert rows["concat-all"]["fusion_params"] == sum(2 * c * c for c in (64, 128, 256, 512))
+    assert rows["cen"]["fusion_params"] == 0
+    assert rows["unshared-convs"]["total_params"] > 1.9 * rows["private-bn"]["total_params"] - 2e5
+    table = (tmp_path / "results.md").read_text()
+    assert "| `self-attention-all` |" in table and "## Where CEN stands" in table
+    assert json.loads((tmp_path / "results.json").read_text())["summary"] == report["summary"]
+
+
+def test_every_translation_method_trains_and_evaluates_through_the_runner(
+    translation_yaml, tmp_path
+):
+    report = Comparison(
+        str(translation_yaml), ["all"], seeds=1, output_dir=tmp_path, progress=False
+    ).run()
+    assert len(report["cells"]) == 19  # cen, 2 unimodal, 16 baselines
+    assert {c["status"] for c in report["cells"]} == {"ok"}
+    table = (tmp_path / "results.md").read_text()
+    assert "ensemble L1" in table and "| `align-middle` |" in table
+
+
+def test_finished_runs_are_not_trained_again(segmentation_yaml, tmp_path, monkeypatch):
+    comparison = Comparison(
+        str(segmentation_yaml), ["cen", "average-late"], seeds=2, output_dir=tmp_path,
+        progress=False,
+    )  # fmt: skip
+    first = comparison.run()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(runner_module, "train_cell", refuse)
+    second = comparison.run()
+    assert json.dumps(second["cells"]) == json.dumps(first["cells"])  # NaN-safe equality
+    rows = {row["method"]: row for row in second["summary"]}
+    assert rows["cen"]["scores"]["ensemble"]["mean_iou"]["n"] == 2
+
+
+def test_a_run_cut_off_after_an_epoch_resumes_to_the_uninterrupted_result(
+    segmentation_yaml, tmp_path
+):
+    from cenfusion.engine.segmentation import SegmentationTrainer
+
+    # two epochs, validation at the end only (so "killed after epoch 1" is train + save)
+    schedule = ["optim.stages=[{epochs: 2, encoder_lr: 0.01, decoder_lr: 0.01}]"]
+    schedule.append("train.eval_every=2")
+    whole = Comparison(
+        str(segmentation_yaml), ["cen"], 1, tmp_path / "whole", schedule, progress=False
+    ).run()
+    cut = Comparison(str(segmentation_yaml), ["cen"], 1, tmp_path / "cut", schedule, progress=False)
+    (variant,) = cut.variants()
+    trainer = SegmentationTrainer(cut.cell_config(variant, 0), progress=False)
+    trainer.history.append(trainer.train_epoch(0, 2))
+    trainer.save(0)  # as if killed after the first epoch
+    resumed = cut.run()
+    log = (tmp_path / "cut" / "cells" / "cen" / "seed0" / "train.log").read_text()
+    assert "resumed from" in log
+    assert json.dumps(resumed["cells"][0]["scores"]) == json.dumps(whole["cells"][0]["scores"])
+
+
+def test_diverged_and_failed_runs_are_reported_not_dropped(
+    segmentation_yaml, tmp_path, monkeypatch
+):
+    real_trainer = runner_module._trainer
+
+    def trainer(config, resume):
+        if config.model.fusion == "concat":
+            raise RuntimeError("out of memory (simulated)")
+        return real_trainer(config, resume)
+
+    monkeypatch.setattr(runner_module, "_trainer", trainer)
+    # lambda = NaN makes the L1 term NaN: only CEN has L1 sites, so only CEN diverges
+    report = Comparison(
+        str(segmentation_yaml), ["cen", "concat-early", "average-early"], 1, tmp_path,
+        ["train.lam=.nan"], progress=False,
+    )  # fmt: skip
+    result = report.run()
+    statuses = {c["method"]: c["status"] for c in result["cells"]}
+    assert statuses == {"cen": "diverged", "concat-early": "failed", "average-early": "ok"}
+    table = (tmp_path / "results.md").read_text()
+    assert "| `cen` |" in table and "0/1 ok (1 diverged)" in table
+    assert "0/1 ok (1 failed)" in table and "out of memory (simulated)" in table
+    monkeypatch.setattr(runner_module, "_trainer", real_trainer)
+    retried = Comparison(
+        str(segmentation_yaml), ["concat-early"], 1, tmp_path, ["train.lam=.nan"],
+        retry_failed=True, progress=False,
+    ).run()  # fmt: skip
+    assert retried["cells"][0]["status"] == "ok"
+
+
+def test_compare_cli_writes_mean_and_std_over_seeds_and_the_command(
+    segmentation_yaml, tmp_path, capsys
+):
+    markdown = tmp_path / "docs" / "results.md"
+    code = main(
+        [
+            "compare", str(segmentation_yaml), "--methods", "cen", "unimodal", "--seeds", "2",
+            "--output", str(tmp_path / "grid"), "--markdown", str(markdown), "--no-progress",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    text = markdown.read_text()
+    assert "cenfusion compare" in text and "--seeds 2" in text
+    assert " ± " in text and "| `unimodal-depth` |" in text
+    report = json.loads((tmp_path / "grid" / "results.json").read_text())
+    assert len(report["cells"]) == 6 and report["machine"]["torch"] == torch.__version__
+    assert "results.md and results.json" in capsys.readouterr().out
+
+
+def test_compare_cli_refuses_a_missing_data_set_before_training(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data: {{root: {tmp_path / 'nowhere'}}}\n")
+    assert main(["compare", str(config), "--methods", "cen", "--no-progress"]) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_the_alignment_loss_enters_the_segmentation_loss(segmentation_yaml):
+    from cenfusion.engine.segmentation import build_datasets, build_model
+
+    config = load_config(str(segmentation_yaml), ["model.fusion=align", "train.align_weight=2"])
+    model = build_model(config).train()
+    batch = torch.utils.data.default_collate([build_datasets(config)["train"][i] for i in (0, 1)])
+    inputs, label = stack_batch(batch, model.modalities)
+    loss, parts = segmentation_loss(model, model.forward_stacked(inputs), label, config)
+    assert parts["align"] > 0
+    without = parts["loss"] - parts["align"]
+    assert without == pytest.approx(parts["ce_branches"] + parts["ce_ensemble"] + parts["l1"])

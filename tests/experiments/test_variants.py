@@ -1,0 +1,50 @@
+"""Method names of a comparison: groups, unimodal expansion, the ablation rows, refusals."""
+
+import pytest
+
+from cenfusion.config import load_config
+from cenfusion.experiments import resolve_variants
+from cenfusion.experiments.variants import ABLATIONS, baseline_names
+
+
+def test_groups_expand_to_every_method_once():
+    names = [v.name for v in resolve_variants(["all"], ["rgb", "depth"])]
+    assert names[:3] == ["cen", "unimodal-rgb", "unimodal-depth"]
+    assert len(names) == len(set(names)) == 3 + 16 + len(ABLATIONS) - 1  # cen is in both
+    assert set(baseline_names()) <= set(names)
+    assert [v.name for v in resolve_variants(["ablations"], ["rgb", "depth"])] == list(ABLATIONS)
+
+
+def test_translation_skips_the_segmentation_ablations_of_a_group_and_refuses_them_by_name():
+    names = [v.name for v in resolve_variants(["all"], ["texture", "reshading"], "translation")]
+    assert "unshared-convs" not in names and "cen" in names and "align-late" in names
+    with pytest.raises(ValueError, match="ablation of the segmentation backbone"):
+        resolve_variants(["shared-bn"], ["a", "b"], "translation")
+
+
+def test_unknown_methods_are_refused_with_the_valid_names():
+    with pytest.raises(ValueError, match=r"method 'concat-deep'.*<fusion>-<stage>"):
+        resolve_variants(["concat-deep"], ["rgb", "depth"])
+    with pytest.raises(ValueError, match="unimodal-<modality>"):
+        resolve_variants(["unimodal-thermal"], ["rgb", "depth"])
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("cen", {"exchange": True, "sparsity": "disjoint", "fusion": "cen"}),
+        ("unshared-convs", {"exchange": False, "sparsity": "none", "share_convs": False}),
+        ("shared-bn", {"exchange": False, "sparsity": "none", "private_norms": False}),
+        ("private-bn", {"exchange": False, "sparsity": "none", "private_norms": True}),
+        ("private-bn-l1", {"exchange": False, "sparsity": "disjoint"}),
+        ("cen-l1-all", {"exchange": True, "sparsity": "all"}),
+        ("self-attention-late", {"fusion": "self_attention", "fusion_stages": "late"}),
+        ("unimodal-depth", {"modalities": ["depth"], "exchange": False, "sparsity": "none"}),
+    ],
+)
+def test_each_method_is_the_base_config_with_its_overrides(name, expected):
+    (variant,) = resolve_variants([name], ["rgb", "depth"])
+    config = load_config(None, list(variant.overrides))
+    for key, value in expected.items():
+        section = config.train if key == "sparsity" else config.model
+        assert getattr(section, key) == value, key
