@@ -58,6 +58,12 @@ def test_finished_runs_are_not_trained_again(segmentation_yaml, tmp_path, monkey
     assert json.dumps(second["cells"]) == json.dumps(first["cells"])  # NaN-safe equality
     rows = {row["method"]: row for row in second["summary"]}
     assert rows["cen"]["scores"]["ensemble"]["mean_iou"]["n"] == 2
+    partial = Comparison(
+        str(segmentation_yaml), ["cen", "average-late"], seeds=3, output_dir=tmp_path,
+        report_only=True, progress=False,
+    ).run()  # fmt: skip
+    assert [c["status"] for c in partial["cells"]] == ["ok"] * 4 + ["pending"] * 2
+    assert "2/3 ok (1 pending)" in (tmp_path / "results.md").read_text()
 
 
 def test_a_run_cut_off_after_an_epoch_resumes_to_the_uninterrupted_result(

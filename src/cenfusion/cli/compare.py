@@ -32,6 +32,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", default=None, help="folder of the grid (default: OUT/compare)")
     parser.add_argument("--markdown", default=None, help="also copy the table to this file")
     parser.add_argument("--retry-failed", action="store_true", help="rerun diverged or failed runs")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the tables from the finished runs without training (the rest: pending)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -47,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         command += ["--output", args.output]
     if args.markdown:
         command += ["--markdown", args.markdown]
+    if args.report_only:
+        command += ["--report-only"]
     comparison = Comparison(
         config_path=args.config,
         methods=args.methods,
@@ -54,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         output_dir=args.output,
         overrides=args.overrides,
         retry_failed=args.retry_failed,
+        report_only=args.report_only,
         progress=not args.no_progress,
         command=shlex.join(command),
     )

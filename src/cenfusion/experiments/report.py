@@ -12,12 +12,9 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-SEGMENTATION_METRICS = {
-    "mean_iou": "mIoU",
-    "pixel_accuracy": "pixel acc",
-    "mean_accuracy": "mean acc",
-}
-TRANSLATION_METRICS = {"l1": "L1", "fid": "FID", "kid_x100": "KIDx100"}
+SEGMENTATION_METRICS = ("mean_iou", "pixel_accuracy", "mean_accuracy")
+TRANSLATION_METRICS = ("l1", "fid", "kid_x100")
+NOT_OK = ("diverged", "failed", "pending")
 
 
 def _output_names(cell: dict[str, Any], modalities: list[str]) -> dict[str, str]:
@@ -63,9 +60,7 @@ def summarise(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "description": report["descriptions"].get(method, ""),
                 "seeds": len(cells),
                 "ok": len(ok),
-                "statuses": {
-                    s: sum(c["status"] == s for c in cells) for s in ("diverged", "failed")
-                },
+                "statuses": {s: sum(c["status"] == s for c in cells) for s in NOT_OK},
                 "errors": sorted({c["error"] for c in cells if c["error"]}),
                 "scores": columns,
                 "total_params": max((c["total_params"] for c in cells), default=0),

@@ -26,7 +26,7 @@ from cenfusion.config import Config, load_config
 from cenfusion.experiments.report import format_markdown, summarise
 from cenfusion.experiments.variants import Variant, resolve_variants
 
-STATUSES = ("ok", "diverged", "failed")
+STATUSES = ("ok", "diverged", "failed", "pending")
 
 
 @dataclass
@@ -55,6 +55,7 @@ class Comparison:
     retry_failed: bool = False
     progress: bool = True
     command: str = ""
+    report_only: bool = False  # tabulate the finished runs, train nothing (others: "pending")
 
     def base_config(self) -> Config:
         return load_config(self.config_path, list(self.overrides))
@@ -121,6 +122,8 @@ class Comparison:
             previous = CellResult(**json.loads(result_path.read_text()))
             if previous.status == "ok" or not self.retry_failed:
                 return previous
+        if self.report_only:
+            return CellResult(variant.name, seed, "pending")
         cell_dir.mkdir(parents=True, exist_ok=True)
         result = train_cell(config, variant.name, seed)
         _write_atomic(result_path, json.dumps(asdict(result), indent=2))
