@@ -20,71 +20,111 @@ import yaml
 
 @dataclass
 class ModelConfig:
+    # refinenet | pspnet (segmentation); pix2pix (translation)
     arch: str = "refinenet"
+    # resnet18 | resnet34 | resnet50 | resnet101 | resnet152
     backbone: str = "resnet50"
+    # classes of the label maps (ignore_index is not one of them)
     num_classes: int = 40
+    # input modalities, in stacking order (translation: the input domains)
     modalities: list[str] = field(default_factory=lambda: ["rgb", "depth"])
+    # theta: a channel whose |gamma| falls below it takes the other modalities' mean
     bn_threshold: float = 2e-2
+    # false: no exchange, the norms stay L1 sites (the "private BN + L1" ablation)
     exchange: bool = True
+    # norms of each residual block that exchange (default bn2 / basic bn1; "all")
     exchange_norms: list[str] | None = None
+    # local torchvision-format ImageNet state dict for the backbone (never downloaded)
     pretrained: str | None = None
+    # 32 | 16 | 8 (dilated); default 32 for RefineNet, 8 for PSPNet
     output_stride: int | None = None
+    # activated: relu(x) + f(relu(x)) as the public code; input: x + f(relu(x))
     rcu_residual: str = "activated"
-    decoder_channels: list[int] | None = None  # RefineNet (deepest, other); None = (512, 256)
-    # baselines and ablations (cenfusion.models.fusion): cen | concat | average | align |
-    # self_attention, after early | middle | late | all stages (or a list of stage numbers)
+    # RefineNet (deepest, other) widths, default (512, 256); PSPNet: [width]
+    decoder_channels: list[int] | None = None
+    # cen | concat | average | align | self_attention (cenfusion.models.fusion)
     fusion: str = "cen"
+    # where a baseline fuses: early | middle | late | all, or stage numbers (1-based)
     fusion_stages: str | list[int] = "all"
-    share_convs: bool = True  # False: every modality its own convolutions (segmentation)
-    private_norms: bool = True  # False: one BatchNorm shared by all modalities (segmentation)
-    # translation (task: translation, arch: pix2pix); modalities are the input domains
-    target: str | None = None  # the output domain
+    # false: every modality its own convolutions (segmentation ablation)
+    share_convs: bool = True
+    # false: one BatchNorm shared by all modalities (segmentation ablation)
+    private_norms: bool = True
+    # translation: the output domain
+    target: str | None = None
+    # translation: generator width
     ngf: int = 64
+    # translation: discriminator width
     ndf: int = 64
+    # translation: U-Net depth; image sides must be multiples of 2**num_downs
     num_downs: int = 8
+    # translation: theta of the instance norms
     insnorm_threshold: float = 1e-2
 
 
 @dataclass
 class DataConfig:
-    format: str = "nyudv2"  # nyudv2 | sunrgbd | folder; translation: taskonomy | folder
+    # nyudv2 | sunrgbd | folder; translation: taskonomy | folder
+    format: str = "nyudv2"
+    # the data set folder; list files and image paths are relative to it
     root: str = "data/nyudv2"
+    # list file of the training split
     train_list: str = "train.txt"
+    # list file of the validation split
     val_list: str = "val.txt"
+    # NYUDv2 depth: stored value times this gives metres
     depth_scale: float = 1 / 5000
+    # label value that no loss or metric counts
     ignore_index: int = 255
+    # accept 8-bit depth PNGs (refused by default: usually a mistake)
     allow_8bit_depth: bool = False
+    # training crop (H, W), padded with ignore_index where the image is smaller
     crop_size: list[int] = field(default_factory=lambda: [500, 500])
+    # random rescaling range of the training images
     scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
+    # the rescaled short side is kept at least this long
     min_short_side: int = 350
+    # probability of a horizontal flip in training
     flip_prob: float = 0.5
+    # validation images resized to (H, W); None: evaluated at their own size
     val_resize: list[int] | None = None
+    # DataLoader worker processes
     workers: int = 0
-    label_folder: str = "label"  # folder format: the label folder
-    label_ext: str = "png"  # folder format
-    # folder format: per modality, keyword arguments of cenfusion.data.segmentation.Modality
-    # (channels, scale, mean, std, norm, interpolation, pad_value, folder, ext, ...);
-    # translation: per domain (inputs and target), fields of cenfusion.data.translation.Domain
-    # (log, min_value, max_value, interpolation, folder, ext)
+    # folder format: the label folder
+    label_folder: str = "label"
+    # folder format: the label file extension
+    label_ext: str = "png"
+    # per modality, keyword arguments of cenfusion.data.segmentation.Modality (channels,
+    # scale, mean, std, norm, interpolation, pad_value, folder, ext); translation: fields of
+    # cenfusion.data.translation.Domain per domain (log, min_value, max_value, folder, ext)
     modality_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    load_size: list[int] = field(default_factory=lambda: [286, 286])  # translation: resize, crop
+    # translation: images resized to this, then cropped to crop_size
+    load_size: list[int] = field(default_factory=lambda: [286, 286])
 
 
 @dataclass
 class StageConfig:
+    # epochs of this stage
     epochs: int = 100
+    # SGD learning rate of the backbone in this stage
     encoder_lr: float = 5e-4
+    # SGD learning rate of the decoder and the ensemble in this stage
     decoder_lr: float = 3e-3
 
 
 @dataclass
 class OptimConfig:
+    # segmentation: the schedule, one learning-rate pair per stage
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
+    # SGD momentum (segmentation)
     momentum: float = 0.9
+    # SGD weight decay (segmentation)
     weight_decay: float = 1e-5
-    # translation: Adam for the generator and the discriminator
+    # translation: Adam learning rate of the generator
     generator_lr: float = 2e-4
+    # translation: Adam learning rate of the discriminator
     discriminator_lr: float = 2e-4
+    # translation: Adam betas
     betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
 
 
@@ -110,25 +150,39 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
+    # test-time scales (probabilities averaged over them)
     scales: list[float] = field(default_factory=lambda: [1.0])
+    # also average over horizontal flips
     flip: bool = False
-    logits_resize: str = "bilinear"  # bilinear | bicubic (the public code)
+    # bilinear | bicubic (the public code) resizing of the logits to the label size
+    logits_resize: str = "bilinear"
+    # evaluation batch size
     batch_size: int = 1
-    # translation: FID/KID need pytorch-fid's pt_inception-2015-12-05-6726825d.pth (local path)
+    # translation: local Inception weights for FID/KID (default: the fid extra's file)
     inception_weights: str | None = None
-    generator_mode: str = "eval"  # eval (running statistics) | train (the public code)
+    # translation: eval (running statistics) | train (the public code)
+    generator_mode: str = "eval"
+    # translation: KID subsets
     kid_subsets: int = 50
+    # translation: KID subset size (capped at the number of images)
     kid_subset_size: int = 1000
 
 
 @dataclass
 class Config:
+    # segmentation | translation
     task: str = "segmentation"
+    # checkpoints, metrics.jsonl, config.yaml and samples go here
     output_dir: str = "runs/default"
+    # the network (below)
     model: ModelConfig = field(default_factory=ModelConfig)
+    # the data (below)
     data: DataConfig = field(default_factory=DataConfig)
+    # the optimiser (below)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    # the training loop (below)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # evaluation (below)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """``cenfusion synth``: write the built-in synthetic scenes in real data-set layouts.
 
-``cenfusion synth nyudv2 OUT``, ``cenfusion synth taskonomy OUT`` and
-``cenfusion synth preview OUT.png``; the heavy imports happen only when a command runs.
+``cenfusion synth nyudv2 OUT``, ``cenfusion synth taskonomy OUT``, ``cenfusion synth folder
+OUT`` and ``cenfusion synth preview OUT.png``; the heavy imports happen only when a command runs.
 """
 
 from __future__ import annotations
@@ -84,8 +84,26 @@ def _run_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_folder(args: argparse.Namespace) -> int:
+    from cenfusion.data.synthetic.writers import write_folder
+
+    root = write_folder(
+        args.out,
+        modalities=args.modalities,
+        n_train=args.n_train,
+        n_val=args.n_val,
+        seed=args.seed,
+        size=tuple(args.size),
+        void_holes=args.void_holes,
+        force=args.force,
+        progress=not args.no_progress,
+    )
+    print(f"wrote {args.n_train} + {args.n_val} scenes ({', '.join(args.modalities)}) to {root}")
+    return 0
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``synth`` and its three sub-commands."""
+    """Register ``synth`` and its four sub-commands."""
     parser = subparsers.add_parser(
         "synth",
         help="generate the built-in synthetic scenes",
@@ -115,6 +133,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "edge_occlusion edge_texture segment_semantic texture)",
     )
     taskonomy.set_defaults(func=_run_taskonomy)
+
+    folder = formats.add_parser(
+        "folder",
+        help="<modality>/<id>.png, label/<id>.png and id lists: the layout of your own data",
+        description="Write scenes in the folder layout that data.format: folder reads.",
+    )
+    _writer(folder, n_train=600, n_val=100)
+    folder.add_argument(
+        "--modalities",
+        nargs="+",
+        metavar="MODALITY",
+        default=["rgb", "depth"],
+        help="modalities to write (default: rgb depth; also normal reshading texture "
+        "edge_occlusion edge_texture)",
+    )
+    folder.set_defaults(func=_run_folder)
 
     preview = formats.add_parser(
         "preview",

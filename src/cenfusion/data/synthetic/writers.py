@@ -22,6 +22,7 @@ from cenfusion.data.synthetic.formats import (
     TASKONOMY_DEPTH_SCALE,
     decode,
     encode_depth,
+    validate_modalities,
 )
 
 TASKONOMY_DOMAINS: dict[str, str] = {
@@ -176,6 +177,52 @@ def write_taskonomy(
             format="taskonomy",
             domains=list(domains),
             depth_scale=TASKONOMY_DEPTH_SCALE,
+        )
+    )
+    return root
+
+
+def write_folder(
+    root: str | Path,
+    modalities: Sequence[str] = ("rgb", "depth"),
+    n_train: int = 600,
+    n_val: int = 100,
+    seed: int = 0,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    void_holes: bool = False,
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Write the ``folder`` layout of your own data: ``<modality>/<id>.png``, ``label/<id>.png``.
+
+    ``train.txt`` and ``val.txt`` list one sample id per line (``00001`` ...). Each modality is
+    stored as :mod:`cenfusion.data.synthetic.formats` says (e.g. ``depth`` 16-bit, metres x
+    5000; ``normal`` 8-bit RGB); ``meta.json`` records it. It is the layout
+    ``data.format: folder`` reads, written from the built-in scenes as a worked example.
+    """
+    _check_counts(n_train, n_val)
+    size = check_size(size)
+    modalities = validate_modalities(modalities)
+    root = prepare_output(root, force)
+    for folder in (*modalities, "label"):
+        (root / folder).mkdir(exist_ok=True)
+    ids = []
+    for i in tqdm(range(n_train + n_val), desc="synth folder", unit="scene", disable=not progress):
+        codes = render_codes(seed, i, size, modalities, void_holes)
+        sample_id = f"{i + 1:05d}"
+        for name in (*modalities, "label"):
+            save_png(root / name / f"{sample_id}.png", codes[name])
+        ids.append(sample_id + "\n")
+    (root / "train.txt").write_text("".join(ids[:n_train]))
+    (root / "val.txt").write_text("".join(ids[n_train:]))
+    (root / "meta.json").write_text(
+        _meta(
+            seed,
+            size,
+            void_holes,
+            format="folder",
+            modalities=list(modalities),
+            depth_scale=NYUDV2_DEPTH_SCALE,
         )
     )
     return root
