@@ -42,6 +42,8 @@ class ModelConfig:
     rcu_residual: str = "activated"
     # RefineNet (deepest, other) widths, default (512, 256); PSPNet: [width]
     decoder_channels: list[int] | None = None
+    # segmentation decoder dropout; default 0.5 (RefineNet), 0.1 (PSPNet)
+    dropout: float | None = None
     # cen | concat | average | align | self_attention (cenfusion.models.fusion)
     fusion: str = "cen"
     # where a baseline fuses: early | middle | late | all, or stage numbers (1-based)
@@ -130,18 +132,41 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
+    # the global batch of one optimiser step, over all torchrun processes and micro-batches
     batch_size: int = 6
+    # lambda, the weight of the L1 term on the penalised scaling factors
     lam: float = 2e-4
-    sparsity: str = "disjoint"  # none | disjoint | all
+    # which scaling factors the L1 term covers: none | disjoint (1/M share each) | all
+    sparsity: str = "disjoint"
     l1_per_output: bool = False  # public-code compatibility: the L1 term once per output
     align_weight: float = 0.1  # weight of the MMD loss of model.fusion: align
+    # keep the BatchNorm running statistics fixed (the paper's recipe); gamma and beta train
     freeze_bn: bool = False
+    # seed of the initialisation, the shuffle order and the augmentation
     seed: int = 0
-    precision: str = "fp32"  # fp32 | bf16
+    # fp32 | bf16 (autocast on CPU and CUDA; slow on CPUs without hardware bf16)
+    precision: str = "fp32"
+    # channels_last memory format for the model and its inputs
     channels_last: bool = False
+    # epochs between validations, the last epoch always included (0: no validation)
     eval_every: int = 1
+    # cut every epoch after this many optimiser steps (None: the whole shuffled split)
     max_steps_per_epoch: int | None = None
-    # translation (segmentation's schedule is optim.stages)
+    # micro-batches per optimiser step: each of N processes trains on batch_size / N samples
+    # of a step, in accumulate_steps parts of batch_size / (N * accumulate_steps)
+    accumulate_steps: int = 1
+    # several processes: batch-norm statistics over all of them (per modality)
+    sync_bn: bool = False
+    # each sample's augmentation seeded by (seed, epoch, position): the same batches whatever
+    # the number of processes or data workers
+    per_sample_rng: bool = False
+    # deterministic kernels only: bit-identical runs on the CPU
+    deterministic: bool = False
+    # a NaN/inf loss: stop (an error naming the step) | skip (that step, logged)
+    nonfinite: str = "stop"
+    # also checkpoint every N optimiser steps (0: after each epoch only)
+    checkpoint_every: int = 0
+    # translation: epochs (segmentation's schedule is optim.stages)
     epochs: int = 300
     l1_weight: float = 100.0  # weight of the L1 reconstruction term of every output
     sample_every: int = 1  # epochs between sample grids (0: none)

@@ -77,8 +77,8 @@ def test_non_finite_loss_stops_and_names_the_step(tiny_config, monkeypatch):
     trainer = SegmentationTrainer(tiny_config(), progress=False)
     original = engine.segmentation_loss
 
-    def poisoned(model, logits, label, config):
-        total, parts = original(model, logits, label, config)
+    def poisoned(model, logits, label, config, *scaling):
+        total, parts = original(model, logits, label, config, *scaling)
         return total * float("nan"), {**parts, "loss": float("nan")}
 
     monkeypatch.setattr(engine, "segmentation_loss", poisoned)

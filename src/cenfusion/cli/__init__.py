@@ -10,7 +10,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cenfusion.cli import compare, demo, evaluate, inspect, official, predict, synth, train
+from cenfusion.cli import (
+    compare,
+    demo,
+    evaluate,
+    export,
+    inspect,
+    official,
+    predict,
+    synth,
+    train,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cenfusion", description="Multimodal fusion by channel exchanging (CEN)."
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, synth, train, evaluate, predict, compare, inspect, official):
+    for module in (demo, synth, train, evaluate, predict, compare, inspect, export, official):
         module.add_parser(subparsers)
     return parser
 
@@ -34,6 +44,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.extra = extra
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:
+    except (ValueError, OSError, RuntimeError) as error:  # one line, naming the culprit
         print(f"cenfusion {args.command}: error: {error}", file=sys.stderr)
         return 2

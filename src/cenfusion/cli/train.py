@@ -1,12 +1,23 @@
-"""``cenfusion train CONFIG [key=value ...]``: train the model a config describes."""
+"""``cenfusion train CONFIG [key=value ...]``: train the model a config describes.
+
+On several processes: ``torchrun --standalone --nproc_per_node N -m cenfusion train CONFIG``
+(see :mod:`cenfusion.engine.distributed`). Ctrl-C saves a checkpoint of the current step and
+exits with status 130; ``--resume`` continues from it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="train a model from a YAML config")
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model from a YAML config (several processes: torchrun -m cenfusion train)",
+    )
     parser.add_argument("config", help="YAML config file (see configs/)")
     parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides")
     parser.add_argument(
@@ -22,15 +33,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cenfusion.config import load_config
-    from cenfusion.engine.segmentation import SegmentationTrainer, format_scores
+    from cenfusion.engine import distributed
+    from cenfusion.engine.faults import TrainingInterrupted
 
     config = load_config(args.config, args.overrides)
-    if config.task == "translation":
-        return _run_translation(config, args)
-    if config.task != "segmentation":
+    if config.task not in ("segmentation", "translation"):
         raise ValueError(f"task: expected 'segmentation' or 'translation', got {config.task!r}")
+    try:
+        if config.task == "translation":
+            return _run_translation(config, args)
+        return _run_segmentation(config, args)
+    except TrainingInterrupted as interrupted:
+        if distributed.is_main():
+            print(f"cenfusion train: {interrupted}", file=sys.stderr)
+        return INTERRUPTED_EXIT_CODE
+    finally:
+        distributed.teardown()
+
+
+def _run_segmentation(config, args: argparse.Namespace) -> int:
+    from cenfusion.engine import distributed
+    from cenfusion.engine.segmentation import SegmentationTrainer, format_scores
+
     trainer = SegmentationTrainer(config, resume=args.resume, progress=not args.no_progress)
     history = trainer.fit()
+    if not distributed.is_main():
+        return 0
     print(f"\ncheckpoints and metrics.jsonl in {config.output_dir}")
     if history and "val" in history[-1]:
         from cenfusion.metrics import SegmentationScores
@@ -44,11 +72,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_translation(config, args: argparse.Namespace) -> int:
+    from cenfusion.engine import distributed
     from cenfusion.engine.translation import TranslationTrainer
     from cenfusion.metrics.image import ImageScores, format_image_scores
 
     trainer = TranslationTrainer(config, resume=args.resume, progress=not args.no_progress)
     history = trainer.fit()
+    if not distributed.is_main():
+        return 0
     print(f"\ncheckpoints, metrics.jsonl and samples/ in {config.output_dir}")
     if history and "val" in history[-1]:
         final = {name: ImageScores(**v) for name, v in history[-1]["val"].items()}

@@ -11,7 +11,7 @@ from PIL import Image
 
 from cenfusion.config import Config, from_dict
 from cenfusion.data.segmentation.io import read_modality
-from cenfusion.engine.checkpoint import load_checkpoint
+from cenfusion.engine.checkpoint import load_checkpoint, require_entries
 from cenfusion.engine.segmentation import (
     build_model,
     load_model_state,
@@ -25,7 +25,13 @@ def checkpoint_config(payload: dict, checkpoint: str | Path) -> Config:
     """The config a cenfusion checkpoint was trained with."""
     if "config" not in payload:
         raise ValueError(f"checkpoint {str(checkpoint)!r} carries no config")
-    return from_dict(Config, json.loads(payload["config"]), where=f"{checkpoint}:config")
+    try:
+        data = json.loads(payload["config"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"checkpoint {str(checkpoint)!r}: its config is not JSON ({error})"
+        ) from None
+    return from_dict(Config, data, where=f"{checkpoint}:config")
 
 
 def load_trained_model(
@@ -35,6 +41,7 @@ def load_trained_model(
     the checkpoint already loaded, to avoid reading it twice)."""
     if payload is None:
         payload = load_checkpoint(checkpoint)
+    require_entries(payload, ("model",), checkpoint, "a model checkpoint")
     config = checkpoint_config(payload, checkpoint)
     config.model.pretrained = None  # the weights come from the checkpoint
     model = build_model(config)

@@ -4,7 +4,14 @@ The loss is the paper's: cross-entropy (ignore 255) on every branch and on the e
 logits bilinearly upsampled to the label size, summed, plus the L1 term on the exchange sites
 (``train.l1_per_output`` counts it once per output, as the public code does). SGD with an
 encoder and a decoder learning rate per stage of the schedule. A checkpoint after every epoch
-holds everything needed to resume exactly (model, optimiser, epoch, RNG state).
+(and every ``train.checkpoint_every`` steps, and on Ctrl-C) holds everything needed to resume
+exactly (model, optimiser, position in the epoch, RNG state).
+
+Under torchrun every process trains on its slice of each global batch and DDP averages the
+gradients (:mod:`cenfusion.engine.distributed`); with several processes or accumulated
+micro-batches the cross-entropies are normalised by the valid pixels of the whole global batch,
+so that a step's gradient is the single-process one (exactly so when batch statistics do not
+depend on the split: frozen or synchronised BN, and no dropout; see the README).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from cenfusion.analysis.exchange_stats import exchanged_fraction
@@ -32,26 +39,42 @@ from cenfusion.data.segmentation.modalities import (
     SUNRGBD_DEPTH,
     Modality,
 )
+from cenfusion.engine import distributed
 from cenfusion.engine.checkpoint import (
     find_resume_checkpoint,
+    require_entries,
     restore_rng_state,
     rng_state,
     rotate_and_save,
+    write_metrics,
 )
-from cenfusion.engine.loop import epoch_loader, steps_in_epoch
+from cenfusion.engine.faults import (
+    NonFiniteLossError,
+    StopRequests,
+    TrainingInterrupted,
+    restore_buffers,
+    snapshot_buffers,
+)
+from cenfusion.engine.loop import (
+    EpochProgress,
+    StepResult,
+    check_train_settings,
+    deterministic_mode,
+    epoch_batches,
+)
 from cenfusion.metrics import ConfusionMatrix, SegmentationScores
 from cenfusion.models import create_model
 from cenfusion.models.fusion import auxiliary_loss
 from cenfusion.models.segmentation import CENSegmentationModel
 from cenfusion.nn import sparsity_penalty
 
-
-class NonFiniteLossError(RuntimeError):
-    pass
+__all__ = ["NonFiniteLossError", "SegmentationTrainer", "TrainingInterrupted", "evaluate"]
 
 
 def build_model(config: Config) -> CENSegmentationModel:
     m = config.model
+    if m.dropout is not None and not 0.0 <= m.dropout < 1.0:
+        raise ValueError(f"model.dropout: expected a probability in [0, 1), got {m.dropout}")
     return create_model(
         task="segmentation",
         arch=m.arch,
@@ -65,6 +88,7 @@ def build_model(config: Config) -> CENSegmentationModel:
         output_stride=m.output_stride,
         rcu_residual=m.rcu_residual,
         decoder_channels=m.decoder_channels,
+        dropout=m.dropout,
         fusion=m.fusion,
         fusion_stages=m.fusion_stages,
         share_convs=m.share_convs,
@@ -87,10 +111,21 @@ def modality_specs(config: Config) -> list[Modality]:
     else:
         depth = dataclasses.replace(NYUDV2_DEPTH, scale=d.depth_scale, require_16bit=require_16bit)
     presets = {} if d.format == "folder" else {"rgb": IMAGENET_RGB, "depth": depth}
-    return [
-        presets[name] if name in presets else Modality(name, **d.modality_settings.get(name, {}))
-        for name in config.model.modalities
-    ]
+    specs = []
+    for name in config.model.modalities:
+        if name in presets:
+            specs.append(presets[name])
+            continue
+        settings = d.modality_settings.get(name, {})
+        valid = [f.name for f in dataclasses.fields(Modality) if f.name != "name"]
+        unknown = [key for key in settings if key not in valid]
+        if unknown:
+            raise ValueError(
+                f"data.modality_settings.{name}: unknown setting {unknown[0]!r}; valid "
+                f"settings: {valid}"
+            )
+        specs.append(Modality(name, **settings))
+    return specs
 
 
 def build_datasets(
@@ -110,6 +145,12 @@ def build_datasets(
     )
     lists = {"train": d.train_list, "val": d.val_list}
     specs = modality_specs(config)
+    others = [m for m in config.model.modalities if m not in ("rgb", "depth")]
+    if d.format != "folder" and others:
+        raise ValueError(
+            f"model.modalities {list(config.model.modalities)}: the {d.format} format holds "
+            f"rgb and depth only, not {others}; use data.format: folder for other modalities"
+        )
     datasets = {}
     for split in splits:
         common: dict[str, Any] = {
@@ -141,21 +182,38 @@ def segmentation_loss(
     logits: Tensor,
     label: Tensor,
     config: Config,
+    valid_pixels: float | None = None,
+    share: float = 1.0,
 ) -> tuple[Tensor, dict[str, float]]:
     """Sum of the branch and ensemble cross-entropies plus the L1 term (and the alignment
-    baseline's MMD loss, ``train.align_weight`` x)."""
+    baseline's MMD loss, ``train.align_weight`` x).
+
+    Each cross-entropy is a mean over the labelled pixels of ``label``; with ``valid_pixels``
+    it is their sum divided by ``valid_pixels`` instead (a micro-batch's or a process's part
+    of the global batch's mean), and the batch-independent terms are multiplied by ``share``
+    (``1 / accumulate_steps``), so that the parts of one step add up to the global loss.
+    """
     ignore = config.data.ignore_index
     num = model.num_modalities
     size = label.shape[-2:]
     upsampled = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
-    # one cross-entropy over the stacked branches: mean over M equal-sized parts, times M = sum
-    branches = F.cross_entropy(upsampled, label.repeat(num, 1, 1), ignore_index=ignore) * num
     ensemble = model.ensemble(upsampled)
-    ensemble_loss = F.cross_entropy(ensemble, label, ignore_index=ignore)
+    if valid_pixels is None:
+        # one cross-entropy over the stacked branches: mean over M equal parts, times M = sum
+        branches = F.cross_entropy(upsampled, label.repeat(num, 1, 1), ignore_index=ignore) * num
+        ensemble_loss = F.cross_entropy(ensemble, label, ignore_index=ignore)
+    else:
+        repeated = label.repeat(num, 1, 1)
+        branches = F.cross_entropy(upsampled, repeated, ignore_index=ignore, reduction="sum")
+        branches = branches / valid_pixels
+        ensemble_loss = F.cross_entropy(ensemble, label, ignore_index=ignore, reduction="sum")
+        ensemble_loss = ensemble_loss / valid_pixels
     penalty = sparsity_penalty(model, config.train.lam, config.train.sparsity)
     if config.train.l1_per_output:
         penalty = penalty * (num + 1)
     alignment = config.train.align_weight * auxiliary_loss(model)
+    if share != 1.0:
+        penalty, alignment = penalty * share, alignment * share
     total = branches + ensemble_loss + penalty + alignment
     return total, {
         "loss": float(total.detach()),
@@ -230,120 +288,235 @@ def freeze_batch_norm_statistics(model: nn.Module) -> None:
 
 
 class SegmentationTrainer:
-    """Train a CEN segmentation model from a config; resumable, logged, checkpointed."""
+    """Train a CEN segmentation model from a config; resumable, logged, checkpointed; one
+    process or several (torchrun)."""
 
     def __init__(self, config: Config, resume: bool | str = False, progress: bool = True) -> None:
         self.config = config
         self.output_dir = Path(config.output_dir)
-        self.progress = progress
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = distributed.setup()
+        self.main = distributed.is_main()
+        self.progress = progress and self.main
+        self.plan = check_train_settings(config)
         torch.manual_seed(config.train.seed)
         self.model = build_model(config).to(self.device)
         if config.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if config.train.sync_bn:
+            distributed.convert_sync_batch_norm(self.model)
         self.optimiser = build_optimiser(self.model, config)
         self.datasets = build_datasets(config)
+        self.forward = distributed.wrap(distributed.StackedForward(self.model), self.device)
+        distributed.seed_process(config.train.seed)
         self.start_epoch = 0
+        self.resume_progress: EpochProgress | None = None
         self.history: list[dict[str, Any]] = []
+        self.resumed = False
         if resume:
             self._resume(resume)
 
     def _resume(self, resume: bool | str) -> None:
-        path, payload = find_resume_checkpoint(resume, self.output_dir)
+        path, payload = find_resume_checkpoint(resume, self.output_dir, self.main)
+        keys = ("model", "optimiser", "epoch", "rng")
+        require_entries(payload, keys, path, "a segmentation training checkpoint")
         load_model_state(self.model, payload["model"], path)
         self.optimiser.load_state_dict(payload["optimiser"])
         self.start_epoch = int(payload["epoch"]) + 1
-        restore_rng_state(payload["rng"])
+        if "position" in payload:
+            epoch, progress = EpochProgress.from_json(payload["position"])
+            if epoch == self.start_epoch:
+                self.resume_progress = progress
+        state = distributed.rank_rng_state(payload)
+        if state is not None:
+            restore_rng_state(state)
         self.history = json.loads(payload.get("history", "[]"))
-        print(f"resumed from {path} at epoch {self.start_epoch}")
+        self.resumed = True
+        if self.main:
+            where = f"epoch {self.start_epoch + 1}"
+            if self.resume_progress is not None:
+                where += f", step {self.resume_progress.step + 1}"
+            print(f"resumed from {path} at {where}")
 
     def fit(self) -> list[dict[str, Any]]:
+        """Train to the end of the schedule; returns the per-epoch records.
+
+        Raises :class:`NonFiniteLossError` (``train.nonfinite: stop``) and
+        :class:`TrainingInterrupted` (SIGINT/SIGTERM, after saving a checkpoint).
+        """
         config = self.config
         epochs = total_epochs(config)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        (self.output_dir / "config.yaml").write_text(_yaml(config.to_dict()))
-        for epoch in range(self.start_epoch, epochs):
-            record = self.train_epoch(epoch, epochs)
-            if config.train.eval_every and (
-                (epoch + 1) % config.train.eval_every == 0 or epoch + 1 == epochs
-            ):
-                scores = evaluate(self.model, self.datasets["val"], config, progress=self.progress)
-                record["val"] = {name: s.as_dict() for name, s in scores.items()}
-                print(format_scores(scores, title=f"epoch {epoch + 1}/{epochs} validation"))
-            self.history.append(record)
-            with (self.output_dir / "metrics.jsonl").open("a") as log:
-                log.write(json.dumps(record) + "\n")
-            self.save(epoch)
+        if self.main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / "config.yaml").write_text(_yaml(config.to_dict()))
+            if self.resumed:  # drop records the checkpoint does not know (written after it)
+                write_metrics(self.output_dir / "metrics.jsonl", self.history)
+        deterministic = deterministic_mode(config.train.deterministic, config.train.seed)
+        with deterministic, StopRequests() as stop:
+            for epoch in range(self.start_epoch, epochs):
+                record = self.train_epoch(epoch, epochs, stop)
+                if config.train.eval_every and (
+                    (epoch + 1) % config.train.eval_every == 0 or epoch + 1 == epochs
+                ):
+                    scores = evaluate(
+                        self.model, self.datasets["val"], config, progress=self.progress
+                    )
+                    record["val"] = {name: s.as_dict() for name, s in scores.items()}
+                    if self.main:
+                        print(format_scores(scores, title=f"epoch {epoch + 1}/{epochs} validation"))
+                self.history.append(record)
+                if self.main:
+                    with (self.output_dir / "metrics.jsonl").open("a") as log:
+                        log.write(json.dumps(record) + "\n")
+                self.save(epoch)
+        distributed.barrier()
         return self.history
 
-    def train_epoch(self, epoch: int, epochs: int) -> dict[str, Any]:
+    def train_epoch(
+        self, epoch: int, epochs: int, stop: StopRequests | None = None
+    ) -> dict[str, Any]:
         config = self.config
         model = self.model
         model.train()
         if config.train.freeze_bn:
             freeze_batch_norm_statistics(model)
         set_stage_learning_rates(self.optimiser, config, epoch)
-        loader = epoch_loader(
+        steps = self.plan.steps(len(self.datasets["train"]), config.train.max_steps_per_epoch)
+        progress = EpochProgress()
+        if epoch == self.start_epoch and self.resume_progress is not None:
+            progress = self.resume_progress
+        batches = epoch_batches(
             self.datasets["train"],
-            config.train.batch_size,
+            self.plan,
             config.data.workers,
             config.train.seed,
             epoch,
+            distributed.rank(),
+            steps,
+            progress.step,
+            config.train.per_sample_rng,
         )
-        steps = steps_in_epoch(loader, config.train.max_steps_per_epoch)
-        sums: dict[str, float] = {}
-        start = time.perf_counter()
+        start = time.perf_counter() - progress.seconds
         bar = tqdm(
-            total=steps, desc=f"epoch {epoch + 1}/{epochs}", disable=not self.progress, leave=False
+            total=steps,
+            initial=progress.step,
+            desc=f"epoch {epoch + 1}/{epochs}",
+            disable=not self.progress,
+            leave=False,
         )
-        for step, batch in zip(range(steps), loader, strict=False):
-            inputs, label = stack_batch(batch, model.modalities)
-            inputs, label = inputs.to(self.device), label.to(self.device)
-            if config.train.channels_last:
-                inputs = inputs.contiguous(memory_format=torch.channels_last)
-            with autocast_context(config.train.precision, self.device):
-                logits = model.forward_stacked(inputs)
-            loss, parts = segmentation_loss(model, logits, label, config)
-            if not math.isfinite(parts["loss"]):
-                raise NonFiniteLossError(
-                    f"loss is {parts['loss']} at epoch {epoch + 1}, step {step + 1}: stopping "
-                    "before the weights are corrupted (lower the learning rate?)"
+        while progress.step < steps:
+            micro_batches = [next(batches) for _ in range(self.plan.accumulate_steps)]
+            result = self.train_step(micro_batches, epoch, progress.step, stop)
+            progress.add(result)
+            if not result.finite and self.main:
+                print(
+                    f"epoch {epoch + 1}, step {progress.step}: loss is "
+                    f"{result.parts.get('loss', float('nan'))}, step skipped (train.nonfinite)"
                 )
-            self.optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimiser.step()
-            for key, value in parts.items():
-                sums[key] = sums.get(key, 0.0) + value
             bar.set_postfix(
-                loss=f"{parts['loss']:.3f}", exchanged=f"{exchanged_fraction(model):.1%}"
+                loss=f"{result.parts['loss']:.3f}", exchanged=f"{exchanged_fraction(model):.1%}"
             )
             bar.update()
+            progress.seconds = time.perf_counter() - start
+            if result.stop:
+                bar.close()
+                path = self.save(epoch - 1, progress.to_json(epoch))
+                raise TrainingInterrupted(
+                    f"interrupted at epoch {epoch + 1}, step {progress.step}: checkpoint saved "
+                    f"to {path}; continue with --resume",
+                    str(path) if path else None,
+                )
+            every = config.train.checkpoint_every
+            if every and progress.step % every == 0 and progress.step < steps:
+                self.save(epoch - 1, progress.to_json(epoch))
         bar.close()
         record = {
             "epoch": epoch + 1,
-            **{key: value / max(steps, 1) for key, value in sums.items()},
+            **progress.means(),
             "lr_encoder": self.optimiser.param_groups[0]["lr"],
             "lr_decoder": self.optimiser.param_groups[1]["lr"],
             "alpha": model.ensemble.weights().tolist(),
             "exchanged": exchanged_fraction(model),
             "seconds": time.perf_counter() - start,
         }
-        print(
-            f"epoch {epoch + 1}/{epochs}: loss {record.get('loss', float('nan')):.4f}, "
-            f"exchanged {record['exchanged']:.1%}, alpha {[round(a, 3) for a in record['alpha']]}, "
-            f"{record['seconds']:.1f} s"
-        )
+        if progress.skipped:
+            record["skipped_steps"] = progress.skipped
+        if self.main:
+            print(
+                f"epoch {epoch + 1}/{epochs}: loss {record.get('loss', float('nan')):.4f}, "
+                f"exchanged {record['exchanged']:.1%}, "
+                f"alpha {[round(a, 3) for a in record['alpha']]}, {record['seconds']:.1f} s"
+            )
         return record
 
-    def save(self, epoch: int) -> Path:
+    def train_step(
+        self,
+        micro_batches: list[dict[str, Tensor]],
+        epoch: int,
+        step: int,
+        stop: StopRequests | None = None,
+    ) -> StepResult:
+        """One optimiser step over the micro-batches of this process (one, unless
+        ``train.accumulate_steps``); the gradient is that of the whole global batch."""
+        config, model = self.config, self.model
+        count = len(micro_batches)
+        valid_pixels = None
+        if not self.plan.simple:
+            ignore = config.data.ignore_index
+            labelled = sum(int((batch["label"] != ignore).sum()) for batch in micro_batches)
+            valid_pixels = max(distributed.sum_int(labelled), 1) / self.plan.world_size
+        kept = snapshot_buffers(model) if config.train.nonfinite == "skip" else None
+        self.optimiser.zero_grad(set_to_none=True)
+        totals: dict[str, float] = {}
+        finite = True
+        for index, batch in enumerate(micro_batches):
+            inputs, label = stack_batch(batch, model.modalities)
+            inputs, label = inputs.to(self.device), label.to(self.device)
+            if config.train.channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            with distributed.sync_gradients(self.forward, index == count - 1):
+                with autocast_context(config.train.precision, self.device):
+                    logits = self.forward(inputs)
+                loss, parts = segmentation_loss(
+                    model, logits, label, config, valid_pixels, 1.0 / count
+                )
+                finite = finite and math.isfinite(parts["loss"])
+                loss.backward()
+            for key, value in parts.items():
+                totals[key] = totals.get(key, 0.0) + value
+        requested = stop is not None and stop.requested
+        totals, (nonfinite, stop_now) = distributed.reduce_step(totals, not finite, requested)
+        if nonfinite:
+            if config.train.nonfinite == "stop":
+                raise NonFiniteLossError(
+                    f"loss is {totals['loss']} at epoch {epoch + 1}, step {step + 1}: stopping "
+                    "before the weights are corrupted (lower the learning rate? or "
+                    "train.nonfinite=skip)"
+                )
+            self.optimiser.zero_grad(set_to_none=True)
+            restore_buffers(model, kept)
+            return StepResult(totals, False, stop_now)
+        self.optimiser.step()
+        return StepResult(totals, True, stop_now)
+
+    def save(self, epoch: int, position: str | None = None) -> Path | None:
+        """Checkpoint after ``epoch`` (0-based; -1: none finished) and, with ``position``, the
+        steps done in the next one. Every process takes part (their RNG states are gathered);
+        rank 0 writes. Returns the path on rank 0."""
+        states = distributed.all_gather_objects(rng_state())
+        if not self.main:
+            return None
         payload = {
             "model": self.model.state_dict(),
             "optimiser": self.optimiser.state_dict(),
             "epoch": epoch,
-            "rng": rng_state(),
+            "rng": states[0],
             "config": json.dumps(self.config.to_dict()),
             "history": json.dumps(self.history),
         }
+        if len(states) > 1:
+            payload["rng_per_rank"] = states
+        if position is not None:
+            payload["position"] = position
         return rotate_and_save(payload, self.output_dir)
 
 
@@ -421,11 +594,17 @@ def evaluate(
     config: Config,
     progress: bool = True,
 ) -> dict[str, SegmentationScores]:
-    """Confusion matrices over the whole split for every branch and the ensemble."""
+    """Confusion matrices over the whole split for every branch and the ensemble.
+
+    Under torchrun each process evaluates a contiguous shard and the matrices are summed over
+    the processes, so every process gets the scores of the whole split.
+    """
     model.eval()
     device = next(model.parameters()).device
     names = [*model.modalities, "ensemble"]
     matrices = {name: ConfusionMatrix(config.model.num_classes, device) for name in names}
+    if distributed.world_size() > 1:
+        dataset = Subset(dataset, distributed.shard_range(len(dataset)))
     loader = DataLoader(dataset, batch_size=config.eval.batch_size, num_workers=config.data.workers)
     for batch in tqdm(loader, desc="evaluating", disable=not progress, leave=False):
         inputs, label = stack_batch(batch, model.modalities)
@@ -441,6 +620,8 @@ def evaluate(
         )
         for name in names:
             matrices[name].update(probabilities[name].argmax(dim=1), label)
+    for matrix in matrices.values():
+        distributed.sum_tensor_(matrix.matrix)
     return {name: matrix.compute() for name, matrix in matrices.items()}
 
 

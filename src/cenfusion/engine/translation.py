@@ -9,14 +9,17 @@ The losses are the paper's (METHOD.md §1), with one shared conditional discrimi
 Each step runs the generator once: ``D`` is updated on the detached translations, then ``G``
 against the updated ``D`` (the public code runs ``G`` a second time for its step, drawing new
 dropout masks and updating the running statistics twice; the losses are the same). Adam with
-betas (0.5, 0.999) for both. A checkpoint after every epoch holds everything needed to resume
-exactly; evaluation and sample grids run on a forked RNG, so how often they run changes nothing
-in training.
+betas (0.5, 0.999) for both. A checkpoint after every epoch (and every
+``train.checkpoint_every`` steps, and on Ctrl-C) holds everything needed to resume exactly;
+evaluation and sample grids run on a forked RNG, so how often they run changes nothing in
+training. Under torchrun both networks are wrapped in DDP; every loss is a mean over equal
+shards, so the averaged gradients are those of the global batch (dropout masks aside).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import time
@@ -29,19 +32,35 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from cenfusion.analysis.exchange_stats import exchanged_fraction
 from cenfusion.config import Config
+from cenfusion.engine import distributed
 from cenfusion.engine.checkpoint import (
     find_resume_checkpoint,
+    require_entries,
     restore_rng_state,
     rng_state,
     rotate_and_save,
+    write_metrics,
 )
-from cenfusion.engine.loop import epoch_loader, steps_in_epoch
-from cenfusion.engine.segmentation import NonFiniteLossError, autocast_context, load_model_state
+from cenfusion.engine.faults import (
+    NonFiniteLossError,
+    StopRequests,
+    TrainingInterrupted,
+    restore_buffers,
+    snapshot_buffers,
+)
+from cenfusion.engine.loop import (
+    EpochProgress,
+    StepResult,
+    check_train_settings,
+    deterministic_mode,
+    epoch_batches,
+)
+from cenfusion.engine.segmentation import autocast_context, load_model_state
 from cenfusion.metrics.image import (
     FID_SKIPPED_MESSAGE,
     FeatureExtractor,
@@ -111,6 +130,19 @@ def build_datasets(
             resize=tuple(d.val_resize) if split != "train" and d.val_resize else None,
         )
     return datasets
+
+
+def check_image_sizes(config: Config, model: CENPix2Pix) -> None:
+    """Refuse crop and validation sizes the U-Net cannot take before training, not after its
+    first epoch."""
+    multiple = 2**config.model.num_downs
+    sizes = {"data.crop_size": config.data.crop_size, "data.val_resize": config.data.val_resize}
+    for key, size in sizes.items():
+        if size and any(int(s) % multiple for s in size):
+            raise ValueError(
+                f"{key} {list(size)}: the U-Net with model.num_downs={config.model.num_downs} "
+                f"down blocks needs sizes that are multiples of {multiple}"
+            )
 
 
 def inception_features(config: Config, announce: bool = True) -> FeatureExtractor | None:
@@ -203,13 +235,20 @@ def evaluate(
     """L1, RMSE, PSNR, SSIM and (with ``features``) FID/KID x100 of every branch and of the
     ensemble. With ``save_dir``, every image is also written in the public code's layout:
     ``input{m}/``, ``fake{m}/`` (branch ``m``), ``fake{M}/`` (the ensemble), ``real/``, one
-    ``{index:03d}.png`` per sample (see :func:`save_result_images`)."""
+    ``{index:03d}.png`` per sample (see :func:`save_result_images`).
+
+    Under torchrun each process evaluates a contiguous shard; the per-image values and features
+    are gathered in order, so every process gets the scores of the whole split.
+    """
     device = next(model.parameters()).device
     if isinstance(features, nn.Module):
         features = features.to(device)
     metrics = ImageMetrics(features, config.eval.kid_subsets, config.eval.kid_subset_size)
-    loader = DataLoader(dataset, batch_size=config.eval.batch_size, num_workers=config.data.workers)
     index = 0
+    if distributed.world_size() > 1:
+        shard = distributed.shard_range(len(dataset))
+        dataset, index = Subset(dataset, shard), shard.start
+    loader = DataLoader(dataset, batch_size=config.eval.batch_size, num_workers=config.data.workers)
     with generator_mode(model, config.eval.generator_mode):
         for batch in tqdm(loader, desc="evaluating", disable=not progress, leave=False):
             inputs, target = stack_batch(batch, model.modalities)
@@ -220,6 +259,8 @@ def evaluate(
             if save_dir is not None:
                 save_result_images(save_dir, index, batch, outputs, model.modalities)
             index += len(target)
+    if distributed.world_size() > 1:
+        metrics.load_states(distributed.all_gather_objects(metrics.state()))
     return metrics.compute()
 
 
@@ -288,15 +329,21 @@ def save_sample_grid(
 
 
 class TranslationTrainer:
-    """Train a CEN pix2pix model from a config; resumable, logged, checkpointed."""
+    """Train a CEN pix2pix model from a config; resumable, logged, checkpointed; one process or
+    several (torchrun)."""
 
     def __init__(self, config: Config, resume: bool | str = False, progress: bool = True) -> None:
         self.config = config
         self.output_dir = Path(config.output_dir)
-        self.progress = progress
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = distributed.setup()
+        self.main = distributed.is_main()
+        self.progress = progress and self.main
+        self.plan = check_train_settings(config)
         torch.manual_seed(config.train.seed)
         self.model = build_model(config).to(self.device)
+        check_image_sizes(config, self.model)
+        if config.train.sync_bn:
+            distributed.convert_sync_batch_norm(self.model)
         o = config.optim
         betas = tuple(o.betas)
         if len(betas) != 2:
@@ -308,137 +355,295 @@ class TranslationTrainer:
             self.model.discriminator.parameters(), lr=o.discriminator_lr, betas=betas
         )
         self.datasets = build_datasets(config)
-        self.features = inception_features(config)  # fails now, not after an epoch, if missing
+        # fails now, not after an epoch, if missing
+        self.features = inception_features(config, announce=self.main)
+        self.generate = distributed.wrap(
+            distributed.StackedForward(self.model.generator), self.device
+        )
+        self.discriminate = distributed.wrap(self.model.discriminator, self.device)
+        distributed.seed_process(config.train.seed)
         self.start_epoch = 0
+        self.resume_progress: EpochProgress | None = None
         self.history: list[dict[str, Any]] = []
+        self.resumed = False
         if resume:
             self._resume(resume)
 
     def _resume(self, resume: bool | str) -> None:
-        path, payload = find_resume_checkpoint(resume, self.output_dir)
-        if "d_optimiser" not in payload:
-            raise ValueError(f"checkpoint {str(path)!r} is not a translation training checkpoint")
+        path, payload = find_resume_checkpoint(resume, self.output_dir, self.main)
+        keys = ("model", "g_optimiser", "d_optimiser", "epoch", "rng")
+        require_entries(payload, keys, path, "a translation training checkpoint")
         load_model_state(self.model, payload["model"], path)
         self.g_optimiser.load_state_dict(payload["g_optimiser"])
         self.d_optimiser.load_state_dict(payload["d_optimiser"])
         self.start_epoch = int(payload["epoch"]) + 1
-        restore_rng_state(payload["rng"])
+        if "position" in payload:
+            epoch, progress = EpochProgress.from_json(payload["position"])
+            if epoch == self.start_epoch:
+                self.resume_progress = progress
+        state = distributed.rank_rng_state(payload)
+        if state is not None:
+            restore_rng_state(state)
         self.history = json.loads(payload.get("history", "[]"))
-        print(f"resumed from {path} at epoch {self.start_epoch}")
+        self.resumed = True
+        if self.main:
+            where = f"epoch {self.start_epoch + 1}"
+            if self.resume_progress is not None:
+                where += f", step {self.resume_progress.step + 1}"
+            print(f"resumed from {path} at {where}")
 
     def fit(self) -> list[dict[str, Any]]:
+        """Train ``train.epochs`` epochs; returns the per-epoch records (see
+        :meth:`SegmentationTrainer.fit` for the faults it raises)."""
         config = self.config
         epochs = config.train.epochs
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        (self.output_dir / "config.yaml").write_text(_yaml(config.to_dict()))
-        for epoch in range(self.start_epoch, epochs):
-            record = self.train_epoch(epoch, epochs)
-            last = epoch + 1 == epochs
-            every = config.train.sample_every
-            if every and ((epoch + 1) % every == 0 or last):
-                grid = save_sample_grid(
-                    self.model,
-                    self.datasets["val"],
-                    self.output_dir / "samples" / f"epoch_{epoch + 1:03d}.png",
-                    config.train.sample_images,
-                    config.eval.generator_mode,
-                )
-                record["samples"] = str(grid)
-            if config.train.eval_every and ((epoch + 1) % config.train.eval_every == 0 or last):
-                scores = evaluate(
-                    self.model, self.datasets["val"], config, self.features, self.progress
-                )
-                record["val"] = {name: s.as_dict() for name, s in scores.items()}
-                print(format_image_scores(scores, title=f"epoch {epoch + 1}/{epochs} validation"))
-            self.history.append(record)
-            with (self.output_dir / "metrics.jsonl").open("a") as log:
-                log.write(json.dumps(record) + "\n")
-            self.save(epoch)
+        if self.main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / "config.yaml").write_text(_yaml(config.to_dict()))
+            if self.resumed:
+                write_metrics(self.output_dir / "metrics.jsonl", self.history)
+        deterministic = deterministic_mode(config.train.deterministic, config.train.seed)
+        with deterministic, StopRequests() as stop:
+            for epoch in range(self.start_epoch, epochs):
+                record = self.train_epoch(epoch, epochs, stop)
+                last = epoch + 1 == epochs
+                every = config.train.sample_every
+                if self.main and every and ((epoch + 1) % every == 0 or last):
+                    grid = save_sample_grid(
+                        self.model,
+                        self.datasets["val"],
+                        self.output_dir / "samples" / f"epoch_{epoch + 1:03d}.png",
+                        config.train.sample_images,
+                        config.eval.generator_mode,
+                    )
+                    record["samples"] = str(grid)
+                if config.train.eval_every and ((epoch + 1) % config.train.eval_every == 0 or last):
+                    scores = evaluate(
+                        self.model, self.datasets["val"], config, self.features, self.progress
+                    )
+                    record["val"] = {name: s.as_dict() for name, s in scores.items()}
+                    if self.main:
+                        title = f"epoch {epoch + 1}/{epochs} validation"
+                        print(format_image_scores(scores, title=title))
+                self.history.append(record)
+                if self.main:
+                    with (self.output_dir / "metrics.jsonl").open("a") as log:
+                        log.write(json.dumps(record) + "\n")
+                self.save(epoch)
+        distributed.barrier()
         return self.history
 
-    def train_epoch(self, epoch: int, epochs: int) -> dict[str, Any]:
+    def train_epoch(
+        self, epoch: int, epochs: int, stop: StopRequests | None = None
+    ) -> dict[str, Any]:
         config = self.config
         model = self.model
         model.train()
-        loader = epoch_loader(
+        steps = self.plan.steps(len(self.datasets["train"]), config.train.max_steps_per_epoch)
+        progress = EpochProgress()
+        if epoch == self.start_epoch and self.resume_progress is not None:
+            progress = self.resume_progress
+        batches = epoch_batches(
             self.datasets["train"],
-            config.train.batch_size,
+            self.plan,
             config.data.workers,
             config.train.seed,
             epoch,
+            distributed.rank(),
+            steps,
+            progress.step,
+            config.train.per_sample_rng,
         )
-        steps = steps_in_epoch(loader, config.train.max_steps_per_epoch)
-        sums: dict[str, float] = {}
-        start = time.perf_counter()
+        start = time.perf_counter() - progress.seconds
         bar = tqdm(
-            total=steps, desc=f"epoch {epoch + 1}/{epochs}", disable=not self.progress, leave=False
+            total=steps,
+            initial=progress.step,
+            desc=f"epoch {epoch + 1}/{epochs}",
+            disable=not self.progress,
+            leave=False,
         )
-        for step, batch in zip(range(steps), loader, strict=False):
-            parts = self.train_step(batch)
-            if not all(math.isfinite(v) for v in parts.values()):
-                raise NonFiniteLossError(
-                    f"loss is not finite at epoch {epoch + 1}, step {step + 1} ({parts}): "
-                    "stopping before the weights are corrupted (lower the learning rate?)"
+        while progress.step < steps:
+            micro_batches = [next(batches) for _ in range(self.plan.accumulate_steps)]
+            result = self.train_step(micro_batches, epoch, progress.step, stop)
+            progress.add(result)
+            parts = result.parts
+            if not result.finite and self.main:
+                print(
+                    f"epoch {epoch + 1}, step {progress.step}: loss is not finite "
+                    f"({parts}), step skipped (train.nonfinite)"
                 )
-            for key, value in parts.items():
-                sums[key] = sums.get(key, 0.0) + value
             bar.set_postfix(
-                d=f"{parts['d_loss']:.3f}",
-                g=f"{parts['g_loss']:.2f}",
-                l1=f"{parts['l1_ensemble']:.3f}",
+                d=f"{parts.get('d_loss', float('nan')):.3f}",
+                g=f"{parts.get('g_loss', float('nan')):.2f}",
+                l1=f"{parts.get('l1_ensemble', float('nan')):.3f}",
                 exchanged=f"{exchanged_fraction(model):.1%}",
             )
             bar.update()
+            progress.seconds = time.perf_counter() - start
+            if result.stop:
+                bar.close()
+                path = self.save(epoch - 1, progress.to_json(epoch))
+                raise TrainingInterrupted(
+                    f"interrupted at epoch {epoch + 1}, step {progress.step}: checkpoint saved "
+                    f"to {path}; continue with --resume",
+                    str(path) if path else None,
+                )
+            every = config.train.checkpoint_every
+            if every and progress.step % every == 0 and progress.step < steps:
+                self.save(epoch - 1, progress.to_json(epoch))
         bar.close()
         record = {
             "epoch": epoch + 1,
-            **{key: value / max(steps, 1) for key, value in sums.items()},
+            **progress.means(),
             "alpha": model.ensemble.weights().tolist(),
             "exchanged": exchanged_fraction(model),
             "seconds": time.perf_counter() - start,
         }
-        print(
-            f"epoch {epoch + 1}/{epochs}: D {record.get('d_loss', float('nan')):.4f}, "
-            f"G {record.get('g_loss', float('nan')):.4f}, "
-            f"L1 ensemble {record.get('l1_ensemble', float('nan')):.4f}, "
-            f"exchanged {record['exchanged']:.1%}, "
-            f"alpha {[round(a, 3) for a in record['alpha']]}, {record['seconds']:.1f} s"
-        )
+        if progress.skipped:
+            record["skipped_steps"] = progress.skipped
+        if self.main:
+            print(
+                f"epoch {epoch + 1}/{epochs}: D {record.get('d_loss', float('nan')):.4f}, "
+                f"G {record.get('g_loss', float('nan')):.4f}, "
+                f"L1 ensemble {record.get('l1_ensemble', float('nan')):.4f}, "
+                f"exchanged {record['exchanged']:.1%}, "
+                f"alpha {[round(a, 3) for a in record['alpha']]}, {record['seconds']:.1f} s"
+            )
         return record
 
-    def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
-        """One discriminator update, then one generator update, on one batch."""
+    def train_step(
+        self,
+        micro_batches: list[dict[str, Tensor]],
+        epoch: int = 0,
+        step: int = 0,
+        stop: StopRequests | None = None,
+    ) -> StepResult:
+        """One discriminator update, then one generator update, on one global batch.
+
+        With ``train.accumulate_steps`` > 1 the discriminator's gradient is accumulated over
+        the micro-batches' translations (made without a graph), then the generator is run again
+        on each micro-batch, with the random state it had the first time (the same dropout
+        masks), against the updated discriminator: the step of one large batch, at the cost of
+        one more generator forward per micro-batch.
+        """
         config, model = self.config, self.model
-        x, y = stack_batch(batch, model.modalities)
-        x, y = x.to(self.device), y.to(self.device)
-        with autocast_context(config.train.precision, self.device):
-            fake = model.forward_stacked(x)
         disc = model.discriminator
+        count = len(micro_batches)
+        scale = 1.0 / count
+        requested = stop is not None and stop.requested
+        skip = config.train.nonfinite == "skip"
+        kept = None
+        if skip:
+            kept = (
+                snapshot_buffers(model.generator),
+                copy.deepcopy(disc.state_dict()),
+                copy.deepcopy(self.d_optimiser.state_dict()),
+            )
+        pairs = []
+        for batch in micro_batches:
+            x, y = stack_batch(batch, model.modalities)
+            pairs.append((x.to(self.device), y.to(self.device)))
+        states: list[dict[str, Any]] = []
+        if count == 1:
+            with autocast_context(config.train.precision, self.device):
+                fakes = [self.generate(pairs[0][0])]
+        else:
+            buffers = snapshot_buffers(model.generator)
+            fakes = []
+            for x, _ in pairs:
+                states.append(rng_state())
+                with torch.no_grad(), autocast_context(config.train.precision, self.device):
+                    fakes.append(model.forward_stacked(x))
+            restore_buffers(model.generator, buffers)  # the second pass updates them once
         disc.requires_grad_(True)
-        with autocast_context(config.train.precision, self.device):
-            d_loss = discriminator_loss(disc, x, y, fake)
         self.d_optimiser.zero_grad(set_to_none=True)
-        d_loss.backward()
+        d_total, finite = 0.0, True
+        for index, ((x, y), fake) in enumerate(zip(pairs, fakes, strict=True)):
+            with distributed.sync_gradients(self.discriminate, index == count - 1):
+                with autocast_context(config.train.precision, self.device):
+                    d_loss = discriminator_loss(self.discriminate, x, y, fake)
+                if count > 1:
+                    d_loss = d_loss * scale
+                d_loss.backward()
+            value = float(d_loss.detach())
+            finite = finite and math.isfinite(value)
+            d_total += value
+        reduced, (nonfinite, stop_now) = distributed.reduce_step(
+            {"d_loss": d_total}, not finite, requested
+        )
+        if nonfinite:
+            return self._non_finite(reduced, epoch, step, stop_now, kept, generator_stepped=False)
         self.d_optimiser.step()
         disc.requires_grad_(False)  # the generator's step needs no discriminator gradients
-        with autocast_context(config.train.precision, self.device):
-            g_loss, parts = generator_loss(model, x, y, fake, config)
         self.g_optimiser.zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.g_optimiser.step()
+        totals: dict[str, float] = {"d_loss": d_total}
+        for index, ((x, y), fake) in enumerate(zip(pairs, fakes, strict=True)):
+            with distributed.sync_gradients(self.generate, index == count - 1):
+                if count > 1:
+                    restore_rng_state(states[index])
+                    with autocast_context(config.train.precision, self.device):
+                        fake = self.generate(x)
+                with autocast_context(config.train.precision, self.device):
+                    g_loss, parts = generator_loss(model, x, y, fake, config)
+                if count > 1:
+                    g_loss = g_loss * scale
+                    parts = {key: value * scale for key, value in parts.items()}
+                finite = finite and math.isfinite(parts["g_loss"])
+                g_loss.backward()
+            for key, value in parts.items():
+                totals[key] = totals.get(key, 0.0) + value
         disc.requires_grad_(True)
-        return {"d_loss": float(d_loss.detach()), **parts}
+        totals, (nonfinite, stop_now) = distributed.reduce_step(totals, not finite, requested)
+        if nonfinite:
+            return self._non_finite(totals, epoch, step, stop_now, kept, generator_stepped=True)
+        self.g_optimiser.step()
+        return StepResult(totals, True, stop_now)
 
-    def save(self, epoch: int) -> Path:
+    def _non_finite(
+        self,
+        parts: dict[str, float],
+        epoch: int,
+        step: int,
+        stop: bool,
+        kept: tuple | None,
+        generator_stepped: bool,
+    ) -> StepResult:
+        """``train.nonfinite``: stop naming the step, or undo what the step changed."""
+        if self.config.train.nonfinite == "stop" or kept is None:
+            raise NonFiniteLossError(
+                f"loss is not finite at epoch {epoch + 1}, step {step + 1} ({parts}): "
+                "stopping before the weights are corrupted (lower the learning rate? or "
+                "train.nonfinite=skip)"
+            )
+        buffers, disc_state, d_optimiser_state = kept
+        self.model.discriminator.requires_grad_(True)
+        self.d_optimiser.zero_grad(set_to_none=True)
+        self.g_optimiser.zero_grad(set_to_none=True)
+        restore_buffers(self.model.generator, buffers)
+        if generator_stepped:  # the discriminator has stepped: put it back
+            self.model.discriminator.load_state_dict(disc_state)
+            self.d_optimiser.load_state_dict(d_optimiser_state)
+        return StepResult(parts, False, stop)
+
+    def save(self, epoch: int, position: str | None = None) -> Path | None:
+        """Checkpoint after ``epoch`` (0-based; -1: none finished) and, with ``position``, the
+        steps done in the next one; every process takes part, rank 0 writes."""
+        states = distributed.all_gather_objects(rng_state())
+        if not self.main:
+            return None
         payload = {
             "model": self.model.state_dict(),
             "g_optimiser": self.g_optimiser.state_dict(),
             "d_optimiser": self.d_optimiser.state_dict(),
             "epoch": epoch,
-            "rng": rng_state(),
+            "rng": states[0],
             "config": json.dumps(self.config.to_dict()),
             "history": json.dumps(self.history),
         }
+        if len(states) > 1:
+            payload["rng_per_rank"] = states
+        if position is not None:
+            payload["position"] = position
         return rotate_and_save(payload, self.output_dir)
 
 
@@ -524,6 +729,7 @@ def load_trained_translation(
 
     if payload is None:
         payload = load_checkpoint(checkpoint)
+    require_entries(payload, ("model",), checkpoint, "a model checkpoint")
     config = checkpoint_config(payload, checkpoint)
     if config.task != "translation":
         raise ValueError(f"checkpoint {str(checkpoint)!r} is a {config.task} checkpoint")

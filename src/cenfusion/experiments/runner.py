@@ -136,7 +136,8 @@ def train_cell(config: Config, method: str, seed: int) -> CellResult:
     from cenfusion.models.fusion import fusion_parameter_count
 
     cell_dir = Path(config.output_dir)
-    resume = (cell_dir / "last.pt").is_file()
+    # a kill during the checkpoint rotation can leave previous.pt alone: resume from it too
+    resume = any((cell_dir / name).is_file() for name in ("last.pt", "previous.pt"))
     result = CellResult(method, seed, "ok")
     with (cell_dir / "train.log").open("a", buffering=1) as log, contextlib.redirect_stdout(log):
         try:

@@ -36,9 +36,10 @@ import importlib.metadata
 import importlib.util
 import warnings
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -300,6 +301,29 @@ class ImageMetrics:
                 self._feats.setdefault(name, []).append(self._extract(pred))
         if self.features is not None:
             self._real.append(self._extract(target))
+
+    def state(self) -> dict[str, Any]:
+        """What :meth:`update` accumulated (per-image values, features), e.g. to gather it from
+        several processes."""
+        return {
+            "l1": self._l1,
+            "mse": self._mse,
+            "psnr": self._psnr,
+            "ssim": self._ssim,
+            "feats": self._feats,
+            "real": self._real,
+        }
+
+    def load_states(self, states: Sequence[dict[str, Any]]) -> None:
+        """Replace the accumulated values by those of ``states`` in order (one per process, in
+        rank order: the images then come in the order of one process evaluating them all)."""
+        for key in ("l1", "mse", "psnr", "ssim", "feats"):
+            merged: dict[str, list[Tensor]] = {}
+            for state in states:
+                for name, values in state[key].items():
+                    merged.setdefault(name, []).extend(values)
+            setattr(self, f"_{key}", merged)
+        self._real = [tensor for state in states for tensor in state["real"]]
 
     def compute(self) -> dict[str, ImageScores]:
         scores = {}

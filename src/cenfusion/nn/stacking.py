@@ -7,7 +7,7 @@ tensor, so a shared convolution is one call over every modality. Splitting uses 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -17,13 +17,16 @@ def stack_modalities(
     inputs: Mapping[str, Tensor] | Sequence[Tensor],
     modalities: Sequence[str],
     channels: int | None = None,
+    like: Tensor | None = None,
 ) -> Tensor:
     """Validate per-modality inputs and stack them into one ``(M*B, C, H, W)`` tensor.
 
     ``inputs`` is a ``{name: (B, C, H, W)}`` mapping or a sequence in the order of
     ``modalities``. With ``channels`` given, 1-channel inputs are tiled to ``channels`` (the
-    paper feeds depth to the shared RGB stem that way). Raises ``ValueError`` naming the
-    modality and the shapes on a missing or extra modality or mismatched batch/spatial sizes.
+    paper feeds depth to the shared RGB stem that way). With ``like`` (a weight of the model
+    the inputs are for), their device and dtype must match it (any floating dtype under
+    autocast). Raises ``ValueError`` naming the modality and the shapes on a missing or extra
+    modality, an empty image, mismatched batch/spatial sizes, dtypes or devices.
     """
     tensors = _ordered(inputs, modalities)
     reference_name, reference = modalities[0], tensors[0]
@@ -39,6 +42,11 @@ def stack_modalities(
         if not tensor.is_floating_point():
             raise ValueError(
                 f"modality {name!r}: expected a floating-point tensor, got {tensor.dtype}"
+            )
+        if tensor.shape[2] < 1 or tensor.shape[3] < 1:
+            raise ValueError(
+                f"modality {name!r}: expected an image of at least 1x1 pixels, "
+                f"got shape {tuple(tensor.shape)}"
             )
         same_batch = tensor.shape[0] == reference.shape[0]
         if not same_batch or tensor.shape[2:] != reference.shape[2:]:
@@ -57,21 +65,42 @@ def stack_modalities(
     if len({t.dtype for t in checked}) > 1:
         dtypes = {name: str(t.dtype) for name, t in zip(modalities, checked, strict=True)}
         raise ValueError(f"modalities must share one dtype, got {dtypes}")
+    for name, tensor in zip(modalities, checked, strict=True):
+        check_like(tensor, like, f"modality {name!r}")
     return torch.cat(checked, dim=0)
+
+
+def check_like(x: Tensor, like: Tensor | None, what: str) -> None:
+    """Refuse an input on another device, or of another dtype (outside autocast), than the
+    weight ``like``, before a convolution fails on it deep inside torch."""
+    if like is None:
+        return
+    if x.device != like.device:
+        raise ValueError(
+            f"{what}: on device {x.device}, the model's weights on {like.device}; move the "
+            f"inputs there (.to({str(like.device)!r}))"
+        )
+    if x.dtype != like.dtype and not torch.is_autocast_enabled(x.device.type):
+        raise ValueError(
+            f"{what}: dtype {x.dtype}, the model's weights are {like.dtype}; convert the "
+            f"inputs (.to({like.dtype})) or run under torch.autocast"
+        )
 
 
 def as_stacked(
     inputs: Mapping[str, Tensor] | Sequence[Tensor] | Tensor,
     modalities: Sequence[str],
     channels: int,
+    like: Tensor | None = None,
 ) -> Tensor:
     """A model's input edge: stack a dict/list, or check an already stacked tensor.
 
-    A tensor must be ``(M*B, channels, H, W)`` with a batch axis divisible by ``M``; anything
-    else goes through :func:`stack_modalities` (with 1-channel inputs tiled to ``channels``).
+    A tensor must be a floating ``(M*B, channels, H, W)`` with a batch axis divisible by ``M``;
+    anything else goes through :func:`stack_modalities` (with 1-channel inputs tiled to
+    ``channels``). ``like``: see :func:`stack_modalities`.
     """
     if not isinstance(inputs, Tensor):
-        return stack_modalities(inputs, modalities, channels=channels)
+        return stack_modalities(inputs, modalities, channels=channels, like=like)
     if inputs.dim() != 4 or inputs.shape[1] != channels:
         raise ValueError(
             f"stacked input: expected (M*B, {channels}, H, W), got {tuple(inputs.shape)}"
@@ -81,6 +110,12 @@ def as_stacked(
             f"stacked input of shape {tuple(inputs.shape)}: batch axis must be a multiple of "
             f"{len(modalities)} modalities {list(modalities)}"
         )
+    if not inputs.is_floating_point() or inputs.shape[2] < 1 or inputs.shape[3] < 1:
+        raise ValueError(
+            f"stacked input: expected a floating-point (M*B, {channels}, H >= 1, W >= 1) "
+            f"tensor, got {inputs.dtype} {tuple(inputs.shape)}"
+        )
+    check_like(inputs, like, "stacked input")
     return inputs
 
 
@@ -129,6 +164,11 @@ def _ordered(
         raise ValueError(
             f"expected a {{modality: tensor}} dict or a list of {len(modalities)} tensors "
             f"in the order {list(modalities)}, got one tensor of shape {tuple(inputs.shape)}"
+        )
+    if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Iterable):
+        raise ValueError(
+            f"expected a {{modality: tensor}} dict or a list of {len(modalities)} tensors "
+            f"in the order {list(modalities)}, got {type(inputs).__name__}"
         )
     tensors = list(inputs)
     if len(tensors) != len(modalities):

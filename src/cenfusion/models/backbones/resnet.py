@@ -317,7 +317,7 @@ class CENResNet(ResNet):
 
     def stack(self, inputs: Mapping[str, Tensor] | Sequence[Tensor] | Tensor) -> Tensor:
         """Validate and stack inputs into ``(M*B, in_channels, H, W)``."""
-        return as_stacked(inputs, self.modalities, self.in_channels)
+        return as_stacked(inputs, self.modalities, self.in_channels, next(self.parameters(), None))
 
     def forward(self, inputs: Mapping[str, Tensor] | Sequence[Tensor] | Tensor) -> list[Tensor]:
         return self.forward_features(self.stack(inputs))

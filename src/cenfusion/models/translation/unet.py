@@ -183,7 +183,7 @@ class CENUNetGenerator(nn.Module):
 
     def stack(self, inputs: Mapping[str, Tensor] | Sequence[Tensor] | Tensor) -> Tensor:
         """Validate and stack inputs into ``(M*B, in_channels, H, W)`` (1-channel inputs tiled)."""
-        return as_stacked(inputs, self.modalities, self.in_channels)
+        return as_stacked(inputs, self.modalities, self.in_channels, next(self.parameters(), None))
 
     def _check_size(self, x: Tensor) -> None:
         height, width = x.shape[-2:]

@@ -1,0 +1,147 @@
+"""Inference export: a trained model as ONNX or TorchScript, one input per modality.
+
+The exported graph takes the modalities as separate inputs (named after them, ``(B, C, H, W)``
+each, as many channels as the model's stem) and returns one output per modality (named
+``out_<modality>``) plus the ``ensemble``, in that order. Batch, height and width are dynamic:
+any batch size, and any height and width that are multiples of the model's ``size_multiple``
+(32 for a segmentation ResNet, ``2**num_downs`` for the translation U-Net). Exchange decisions
+are baked in: they depend on the trained scaling factors only, not on the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+FORMATS = ("onnx", "torchscript")
+
+
+class ModalityInputs(nn.Module):
+    """``forward(*modalities)`` -> ``(out_0, ..., out_{M-1}, ensemble)``: a plain-tensor edge."""
+
+    def __init__(self, model: nn.Module, modalities: Sequence[str], input_channels: Sequence[int]):
+        super().__init__()
+        self.model = model
+        self.modalities = tuple(modalities)
+        self.input_channels = tuple(input_channels)
+
+    @property
+    def output_names(self) -> list[str]:
+        """``out_<modality>`` per branch, then ``ensemble`` (ONNX names must differ from the
+        inputs')."""
+        return [*(f"out_{m}" for m in self.modalities), "ensemble"]
+
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
+        outputs = self.model(dict(zip(self.modalities, inputs, strict=True)))
+        return tuple(outputs[name] for name in (*self.modalities, "ensemble"))
+
+
+def exportable(model: nn.Module, input_channels: Sequence[int] | None = None) -> ModalityInputs:
+    """Wrap a segmentation model or a translation generator (a ``CENPix2Pix`` gives its
+    generator) for export, in evaluation mode."""
+    network = getattr(model, "generator", model)
+    modalities = tuple(network.modalities)
+    if input_channels is None:
+        input_channels = [_stem_channels(network)] * len(modalities)
+    return ModalityInputs(network, modalities, input_channels).eval()
+
+
+def size_multiple(model: nn.Module) -> int:
+    """Height and width of exported inputs must be multiples of this."""
+    network = getattr(model, "generator", model)
+    return int(getattr(network, "size_multiple", 32))
+
+
+def _stem_channels(network: nn.Module) -> int:
+    backbone = getattr(network, "backbone", network)
+    return int(getattr(backbone, "in_channels", 3))
+
+
+def example_inputs(
+    wrapper: ModalityInputs, size: tuple[int, int], batch: int = 2
+) -> tuple[Tensor, ...]:
+    generator = torch.Generator().manual_seed(0)
+    return tuple(
+        torch.randn(batch, channels, *size, generator=generator)
+        for channels in wrapper.input_channels
+    )
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    size: tuple[int, int] | None = None,
+    input_channels: Sequence[int] | None = None,
+) -> Path:
+    """Write ``model`` as ONNX (opset of the torch exporter) with dynamic batch and size."""
+    wrapper = exportable(model, input_channels)
+    multiple = size_multiple(model)
+    size = size or (2 * multiple, 3 * multiple)
+    _check_size(size, multiple)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    height = multiple * torch.export.Dim("height_blocks", min=1, max=4096 // multiple)
+    width = multiple * torch.export.Dim("width_blocks", min=1, max=4096 // multiple)
+    axes = {0: batch, 2: height, 3: width}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        wrapper,
+        example_inputs(wrapper, size),
+        str(path),
+        dynamo=True,
+        input_names=list(wrapper.modalities),
+        output_names=wrapper.output_names,
+        dynamic_shapes=(tuple(axes for _ in wrapper.modalities),),  # forward(*inputs)
+        verbose=False,
+    )
+    return path
+
+
+def export_torchscript(
+    model: nn.Module,
+    path: str | Path,
+    size: tuple[int, int] | None = None,
+    input_channels: Sequence[int] | None = None,
+) -> Path:
+    """Write ``model`` as a traced TorchScript module (shapes stay symbolic in the trace)."""
+    wrapper = exportable(model, input_channels)
+    multiple = size_multiple(model)
+    size = size or (2 * multiple, 3 * multiple)
+    _check_size(size, multiple)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        traced = torch.jit.trace(wrapper, example_inputs(wrapper, size), check_trace=False)
+    traced.save(str(path))
+    return path
+
+
+def _check_size(size: tuple[int, int], multiple: int) -> None:
+    if len(size) != 2 or any(s < multiple or s % multiple for s in size):
+        raise ValueError(f"example size {tuple(size)}: expected H and W multiples of {multiple}")
+
+
+def export_checkpoint(
+    checkpoint: str | Path, output: str | Path, fmt: str, size: tuple[int, int] | None = None
+) -> Path:
+    """``cenfusion export``: rebuild a checkpoint's model and write it as ``fmt``."""
+    from cenfusion.engine.checkpoint import load_checkpoint
+    from cenfusion.engine.predict import checkpoint_config
+
+    if fmt not in FORMATS:
+        raise ValueError(f"--format: expected one of {FORMATS}, got {fmt!r}")
+    payload = load_checkpoint(checkpoint)
+    config = checkpoint_config(payload, checkpoint)
+    if config.task == "translation":
+        from cenfusion.engine.translation import load_trained_translation
+
+        model, _ = load_trained_translation(checkpoint, payload)
+    else:
+        from cenfusion.engine.predict import load_trained_model
+
+        model, _ = load_trained_model(checkpoint, payload)
+    writer = export_onnx if fmt == "onnx" else export_torchscript
+    return writer(model.eval(), output, size)

@@ -1,0 +1,123 @@
+"""Exported models (ONNX through onnxruntime, TorchScript) compute what the PyTorch model does,
+at batch sizes and image sizes other than the ones they were traced with."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cenfusion.cli import main
+from cenfusion.config import load_config
+from cenfusion.data.synthetic.writers import write_nyudv2
+from cenfusion.engine.predict import load_trained_model
+from cenfusion.engine.segmentation import SegmentationTrainer
+from cenfusion.nn import exchange_sites
+
+SHAPES = [(1, 64, 96), (3, 96, 64)]  # (batch, H, W), none of them the traced (2, 64, 96)
+
+
+@pytest.fixture(scope="module")
+def segmentation_checkpoint(tmp_path_factory):
+    """A tiny CEN RefineNet checkpoint in which half of the first modality's channels exchange."""
+    root = tmp_path_factory.mktemp("export")
+    write_nyudv2(root / "data", n_train=2, n_val=1, size=(32, 40), progress=False)
+    config = load_config(
+        None,
+        [
+            f"output_dir={root / 'run'}",
+            f"data.root={root / 'data'}",
+            "model.backbone=resnet18",
+            "model.num_classes=5",
+            "model.decoder_channels=[8, 8]",
+        ],
+    )
+    trainer = SegmentationTrainer(config, progress=False)
+    with torch.no_grad():
+        for _, norm in exchange_sites(trainer.model):
+            norm.weight[0, : norm.num_features // 2] = 1e-3
+            norm.running_mean.normal_()
+            norm.running_var.uniform_(0.5, 2.0)
+    return trainer.save(0)
+
+
+def reference_outputs(checkpoint, inputs):
+    model, _ = load_trained_model(checkpoint)
+    with torch.no_grad():
+        out = model(dict(zip(("rgb", "depth"), inputs, strict=True)))
+    return [out["rgb"], out["depth"], out["ensemble"]]
+
+
+def inputs_of(batch, height, width, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    rgb = torch.randn(batch, 3, height, width, generator=generator)
+    depth = torch.randn(batch, 3, height, width, generator=generator)
+    return rgb, depth
+
+
+def test_onnx_export_matches_pytorch_in_onnxruntime(segmentation_checkpoint, tmp_path):
+    pytest.importorskip("onnxscript")
+    ort = pytest.importorskip("onnxruntime")
+    path = tmp_path / "model.onnx"
+    code = main(["export", str(segmentation_checkpoint), "--format", "onnx", "-o", str(path)])
+    assert code == 0
+    session = ort.InferenceSession(str(path))
+    assert [i.name for i in session.get_inputs()] == ["rgb", "depth"]
+    assert [o.name for o in session.get_outputs()] == ["out_rgb", "out_depth", "ensemble"]
+    for batch, height, width in SHAPES:
+        rgb, depth = inputs_of(batch, height, width)
+        theirs = session.run(None, {"rgb": rgb.numpy(), "depth": depth.numpy()})
+        for ours, exported in zip(
+            reference_outputs(segmentation_checkpoint, (rgb, depth)), theirs, strict=True
+        ):
+            assert exported.shape == tuple(ours.shape)
+            torch.testing.assert_close(torch.from_numpy(exported), ours, atol=1e-4, rtol=1e-4)
+
+
+def test_torchscript_export_matches_pytorch(segmentation_checkpoint, tmp_path):
+    path = tmp_path / "model.pt"
+    assert (
+        main(["export", str(segmentation_checkpoint), "--format", "torchscript", "-o", str(path)])
+        == 0
+    )
+    scripted = torch.jit.load(str(path))
+    for batch, height, width in SHAPES:
+        rgb, depth = inputs_of(batch, height, width, seed=1)
+        with torch.no_grad():
+            exported = scripted(rgb, depth)
+        for ours, theirs in zip(
+            reference_outputs(segmentation_checkpoint, (rgb, depth)), exported, strict=True
+        ):
+            torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=1e-5)
+
+
+def test_translation_generator_exports_to_torchscript(tmp_path):
+    from cenfusion import create_model
+    from cenfusion.export import export_torchscript
+
+    torch.manual_seed(0)
+    model = create_model(
+        "translation", modalities=("texture", "reshading"), ngf=4, ndf=4, num_downs=5
+    )
+    with torch.no_grad():
+        for _, norm in exchange_sites(model.generator):
+            norm.weight[1, : norm.num_features // 2] = 1e-3
+    model.eval()
+    path = export_torchscript(model, tmp_path / "generator.pt")
+    scripted = torch.jit.load(str(path))
+    texture, shade = torch.randn(3, 3, 64, 32), torch.randn(3, 3, 64, 32)
+    with torch.no_grad():
+        ours = model.generator({"texture": texture, "reshading": shade})
+        theirs = scripted(texture, shade)
+    for name, exported in zip(("texture", "reshading", "ensemble"), theirs, strict=True):
+        torch.testing.assert_close(exported, ours[name], atol=1e-5, rtol=1e-5)
+
+
+def test_export_refuses_an_unknown_format_and_a_bad_size(segmentation_checkpoint, tmp_path, capsys):
+    from cenfusion.export import export_checkpoint
+
+    with pytest.raises(ValueError, match="--format"):
+        export_checkpoint(segmentation_checkpoint, tmp_path / "x", "tflite")
+    with pytest.raises(ValueError, match="multiples of 32"):
+        export_checkpoint(segmentation_checkpoint, tmp_path / "x.pt", "torchscript", (50, 64))
+    assert main(["export", str(tmp_path / "missing.pt"), "-o", str(tmp_path / "m.onnx")]) == 2
+    assert "missing.pt" in capsys.readouterr().err
