@@ -148,6 +148,9 @@ class TrainConfig:
     precision: str = "fp32"
     # channels_last memory format for the model and its inputs
     channels_last: bool = False
+    # torch.compile the forward pass (inductor; a C++ compiler on the CPU; minutes of
+    # compilation before the first step; see cenfusion.engine.speed)
+    compile: bool = False
     # epochs between validations, the last epoch always included (0: no validation)
     eval_every: int = 1
     # cut every epoch after this many optimiser steps (None: the whole shuffled split)
@@ -166,11 +169,16 @@ class TrainConfig:
     nonfinite: str = "stop"
     # also checkpoint every N optimiser steps (0: after each epoch only)
     checkpoint_every: int = 0
+    # also write TensorBoard event files to output_dir/tensorboard (the tensorboard extra)
+    tensorboard: bool = False
     # translation: epochs (segmentation's schedule is optim.stages)
     epochs: int = 300
-    l1_weight: float = 100.0  # weight of the L1 reconstruction term of every output
-    sample_every: int = 1  # epochs between sample grids (0: none)
-    sample_images: int = 4  # validation images in a sample grid
+    # translation: weight of the L1 reconstruction term of every output
+    l1_weight: float = 100.0
+    # epochs between sample grids of validation predictions in output_dir/samples (0: none)
+    sample_every: int = 1
+    # validation images in a sample grid
+    sample_images: int = 4
 
 
 @dataclass

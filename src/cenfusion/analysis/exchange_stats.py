@@ -55,3 +55,29 @@ def exchanged_fraction(model: nn.Module) -> float:
     stats = exchange_statistics(model)
     total = sum(s.num_channels * len(s.exchanged) for s in stats)
     return sum(sum(s.exchanged) for s in stats) / total if total else 0.0
+
+
+def exchanged_fraction_by_stage(model: nn.Module) -> dict[str, float]:
+    """``{stage: fraction}``: exchanged (modality, channel) pairs of the sites of each stage.
+
+    A site's stage is the first part of its name that names a block group (``layer2`` of
+    ``backbone.layer2.1.bn1``, ``down3`` of ``generator.down.3.norm`` as ``down3``), so the log
+    shows where in the network the modalities trade channels.
+    """
+    totals: dict[str, list[int]] = {}
+    for stats in exchange_statistics(model):
+        stage = _stage_of(stats.site)
+        pair = totals.setdefault(stage, [0, 0])
+        pair[0] += sum(stats.exchanged)
+        pair[1] += stats.num_channels * len(stats.exchanged)
+    return {stage: done / total for stage, (done, total) in totals.items() if total}
+
+
+def _stage_of(site: str) -> str:
+    parts = site.split(".")
+    for index, part in enumerate(parts):
+        if part.startswith("layer"):
+            return part
+        if part == "down" and index + 1 < len(parts):
+            return f"down{int(parts[index + 1]) + 1}"
+    return parts[0]

@@ -10,7 +10,6 @@ carries a CRC-32 of its contents (:func:`content_checksum`), verified on reading
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import zlib
@@ -169,14 +168,11 @@ def find_resume_checkpoint(
     return found
 
 
-def write_metrics(path: str | Path, records: list[dict[str, Any]]) -> Path:
-    """Atomically rewrite a ``metrics.jsonl`` with ``records``, one JSON line each.
-
-    A resumed run calls it with the checkpoint's history, so that an epoch logged after the
-    checkpoint it resumes from (the run was killed in between) is not logged twice.
-    """
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename: a reader (or a kill)
+    sees the old file or the new one, never half of it."""
     path = Path(path)
-    text = "".join(json.dumps(record) + "\n" for record in records)
+    path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(descriptor, "w") as handle:

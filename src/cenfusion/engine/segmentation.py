@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from cenfusion.analysis.exchange_stats import exchanged_fraction
+from cenfusion.analysis.exchange_stats import exchanged_fraction, exchanged_fraction_by_stage
 from cenfusion.config import Config
 from cenfusion.data.segmentation.modalities import (
     IMAGENET_RGB,
@@ -46,7 +46,6 @@ from cenfusion.engine.checkpoint import (
     restore_rng_state,
     rng_state,
     rotate_and_save,
-    write_metrics,
 )
 from cenfusion.engine.faults import (
     NonFiniteLossError,
@@ -62,6 +61,7 @@ from cenfusion.engine.loop import (
     deterministic_mode,
     epoch_batches,
 )
+from cenfusion.engine.run_log import RunLog, theorem_monitor, theorem_record
 from cenfusion.metrics import ConfusionMatrix, SegmentationScores
 from cenfusion.models import create_model
 from cenfusion.models.fusion import auxiliary_loss
@@ -314,6 +314,9 @@ class SegmentationTrainer:
         self.resumed = False
         if resume:
             self._resume(resume)
+        self.log = RunLog(
+            self.output_dir, self.model.modalities, config.train.tensorboard, self.main
+        )
 
     def _resume(self, resume: bool | str) -> None:
         path, payload = find_resume_checkpoint(resume, self.output_dir, self.main)
@@ -349,7 +352,7 @@ class SegmentationTrainer:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             (self.output_dir / "config.yaml").write_text(_yaml(config.to_dict()))
             if self.resumed:  # drop records the checkpoint does not know (written after it)
-                write_metrics(self.output_dir / "metrics.jsonl", self.history)
+                self.log.rewrite(self.history)
         deterministic = deterministic_mode(config.train.deterministic, config.train.seed)
         with deterministic, StopRequests() as stop:
             for epoch in range(self.start_epoch, epochs):
@@ -363,12 +366,23 @@ class SegmentationTrainer:
                     record["val"] = {name: s.as_dict() for name, s in scores.items()}
                     if self.main:
                         print(format_scores(scores, title=f"epoch {epoch + 1}/{epochs} validation"))
+                every = config.train.sample_every
+                if self.main and every and ((epoch + 1) % every == 0 or epoch + 1 == epochs):
+                    from cenfusion.engine.samples import save_segmentation_samples
+
+                    grid = save_segmentation_samples(
+                        self.model,
+                        self.datasets["val"],
+                        self.output_dir / "samples" / f"epoch_{epoch + 1:03d}.png",
+                        config.train.sample_images,
+                        config.data.ignore_index,
+                    )
+                    record["samples"] = str(grid.relative_to(self.output_dir))
                 self.history.append(record)
-                if self.main:
-                    with (self.output_dir / "metrics.jsonl").open("a") as log:
-                        log.write(json.dumps(record) + "\n")
+                self.log.write(record, self.history)
                 self.save(epoch)
         distributed.barrier()
+        self.log.close()
         return self.history
 
     def train_epoch(
@@ -403,6 +417,7 @@ class SegmentationTrainer:
             disable=not self.progress,
             leave=False,
         )
+        theorem = theorem_monitor(model, config)
         while progress.step < steps:
             micro_batches = [next(batches) for _ in range(self.plan.accumulate_steps)]
             result = self.train_step(micro_batches, epoch, progress.step, stop)
@@ -436,8 +451,11 @@ class SegmentationTrainer:
             "lr_decoder": self.optimiser.param_groups[1]["lr"],
             "alpha": model.ensemble.weights().tolist(),
             "exchanged": exchanged_fraction(model),
+            "exchanged_per_stage": exchanged_fraction_by_stage(model),
             "seconds": time.perf_counter() - start,
         }
+        if theorem is not None:
+            record["theorem1"] = theorem_record(model, config, theorem, config.model.bn_threshold)
         if progress.skipped:
             record["skipped_steps"] = progress.skipped
         if self.main:

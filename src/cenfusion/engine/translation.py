@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from cenfusion.analysis.exchange_stats import exchanged_fraction
+from cenfusion.analysis.exchange_stats import exchanged_fraction, exchanged_fraction_by_stage
 from cenfusion.config import Config
 from cenfusion.engine import distributed
 from cenfusion.engine.checkpoint import (
@@ -44,7 +44,6 @@ from cenfusion.engine.checkpoint import (
     restore_rng_state,
     rng_state,
     rotate_and_save,
-    write_metrics,
 )
 from cenfusion.engine.faults import (
     NonFiniteLossError,
@@ -60,6 +59,7 @@ from cenfusion.engine.loop import (
     deterministic_mode,
     epoch_batches,
 )
+from cenfusion.engine.run_log import RunLog, theorem_monitor, theorem_record
 from cenfusion.engine.segmentation import autocast_context, load_model_state
 from cenfusion.metrics.image import (
     FID_SKIPPED_MESSAGE,
@@ -368,6 +368,9 @@ class TranslationTrainer:
         self.resumed = False
         if resume:
             self._resume(resume)
+        self.log = RunLog(
+            self.output_dir, self.model.modalities, config.train.tensorboard, self.main
+        )
 
     def _resume(self, resume: bool | str) -> None:
         path, payload = find_resume_checkpoint(resume, self.output_dir, self.main)
@@ -400,8 +403,8 @@ class TranslationTrainer:
         if self.main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             (self.output_dir / "config.yaml").write_text(_yaml(config.to_dict()))
-            if self.resumed:
-                write_metrics(self.output_dir / "metrics.jsonl", self.history)
+            if self.resumed:  # drop records the checkpoint does not know (written after it)
+                self.log.rewrite(self.history)
         deterministic = deterministic_mode(config.train.deterministic, config.train.seed)
         with deterministic, StopRequests() as stop:
             for epoch in range(self.start_epoch, epochs):
@@ -416,7 +419,7 @@ class TranslationTrainer:
                         config.train.sample_images,
                         config.eval.generator_mode,
                     )
-                    record["samples"] = str(grid)
+                    record["samples"] = str(grid.relative_to(self.output_dir))
                 if config.train.eval_every and ((epoch + 1) % config.train.eval_every == 0 or last):
                     scores = evaluate(
                         self.model, self.datasets["val"], config, self.features, self.progress
@@ -426,11 +429,10 @@ class TranslationTrainer:
                         title = f"epoch {epoch + 1}/{epochs} validation"
                         print(format_image_scores(scores, title=title))
                 self.history.append(record)
-                if self.main:
-                    with (self.output_dir / "metrics.jsonl").open("a") as log:
-                        log.write(json.dumps(record) + "\n")
+                self.log.write(record, self.history)
                 self.save(epoch)
         distributed.barrier()
+        self.log.close()
         return self.history
 
     def train_epoch(
@@ -462,6 +464,7 @@ class TranslationTrainer:
             disable=not self.progress,
             leave=False,
         )
+        theorem = theorem_monitor(model.generator, config)
         while progress.step < steps:
             micro_batches = [next(batches) for _ in range(self.plan.accumulate_steps)]
             result = self.train_step(micro_batches, epoch, progress.step, stop)
@@ -497,8 +500,12 @@ class TranslationTrainer:
             **progress.means(),
             "alpha": model.ensemble.weights().tolist(),
             "exchanged": exchanged_fraction(model),
+            "exchanged_per_stage": exchanged_fraction_by_stage(model),
             "seconds": time.perf_counter() - start,
         }
+        if theorem is not None:
+            threshold = config.model.insnorm_threshold
+            record["theorem1"] = theorem_record(model.generator, config, theorem, threshold)
         if progress.skipped:
             record["skipped_steps"] = progress.skipped
         if self.main:

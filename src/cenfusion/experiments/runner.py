@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import platform
 import time
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from cenfusion.config import Config, load_config
+from cenfusion.engine.checkpoint import write_text_atomic
 from cenfusion.experiments.report import format_markdown, summarise
 from cenfusion.experiments.variants import Variant, resolve_variants
 
@@ -109,8 +109,8 @@ class Comparison:
         }
         report["summary"] = summarise(report)
         directory.mkdir(parents=True, exist_ok=True)
-        _write_atomic(directory / "results.json", json.dumps(report, indent=2))
-        _write_atomic(directory / "results.md", format_markdown(report))
+        write_text_atomic(directory / "results.json", json.dumps(report, indent=2))
+        write_text_atomic(directory / "results.md", format_markdown(report))
         return report
 
     def run_cell(self, variant: Variant, seed: int) -> CellResult:
@@ -126,7 +126,7 @@ class Comparison:
             return CellResult(variant.name, seed, "pending")
         cell_dir.mkdir(parents=True, exist_ok=True)
         result = train_cell(config, variant.name, seed)
-        _write_atomic(result_path, json.dumps(asdict(result), indent=2))
+        write_text_atomic(result_path, json.dumps(asdict(result), indent=2))
         return result
 
 
@@ -188,9 +188,3 @@ def machine_info() -> dict[str, Any]:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "date": time.strftime("%Y-%m-%d"),
     }
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
