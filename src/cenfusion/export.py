@@ -77,16 +77,11 @@ def export_onnx(
     input_channels: Sequence[int] | None = None,
 ) -> Path:
     """Write ``model`` as ONNX (opset of the torch exporter) with dynamic batch and size."""
-    wrapper = exportable(model, input_channels)
-    multiple = size_multiple(model)
-    size = size or (2 * multiple, 3 * multiple)
-    _check_size(size, multiple)
+    wrapper, size, multiple, path = _prepare(model, path, size, input_channels)
     batch = torch.export.Dim("batch", min=1, max=1024)
     height = multiple * torch.export.Dim("height_blocks", min=1, max=4096 // multiple)
     width = multiple * torch.export.Dim("width_blocks", min=1, max=4096 // multiple)
     axes = {0: batch, 2: height, 3: width}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(
         wrapper,
         example_inputs(wrapper, size),
@@ -107,21 +102,28 @@ def export_torchscript(
     input_channels: Sequence[int] | None = None,
 ) -> Path:
     """Write ``model`` as a traced TorchScript module (shapes stay symbolic in the trace)."""
-    wrapper = exportable(model, input_channels)
-    multiple = size_multiple(model)
-    size = size or (2 * multiple, 3 * multiple)
-    _check_size(size, multiple)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper, size, _, path = _prepare(model, path, size, input_channels)
     with torch.no_grad():
         traced = torch.jit.trace(wrapper, example_inputs(wrapper, size), check_trace=False)
     traced.save(str(path))
     return path
 
 
-def _check_size(size: tuple[int, int], multiple: int) -> None:
+def _prepare(
+    model: nn.Module,
+    path: str | Path,
+    size: tuple[int, int] | None,
+    input_channels: Sequence[int] | None,
+) -> tuple[ModalityInputs, tuple[int, int], int, Path]:
+    """The wrapper, the checked example size (default 2x3 blocks), the multiple, the path."""
+    wrapper = exportable(model, input_channels)
+    multiple = size_multiple(model)
+    size = tuple(size) if size else (2 * multiple, 3 * multiple)
     if len(size) != 2 or any(s < multiple or s % multiple for s in size):
-        raise ValueError(f"example size {tuple(size)}: expected H and W multiples of {multiple}")
+        raise ValueError(f"example size {size}: expected H and W multiples of {multiple}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return wrapper, size, multiple, path
 
 
 def export_checkpoint(

@@ -227,23 +227,9 @@ def _read_segmentation(config: Config, files: Mapping[str, str | Path]) -> dict[
 def _read_translation(
     model: nn.Module, config: Config, files: Mapping[str, str | Path]
 ) -> dict[str, Tensor]:
-    from cenfusion.data.translation import read_image
-    from cenfusion.data.translation.transforms import fixed_resize
-    from cenfusion.engine.translation import input_domains, prediction_size
+    from cenfusion.engine.translation import read_translation_inputs
 
-    domains = input_domains(config)
-    sample, sizes = {}, {}
-    for name in model.modalities:
-        array = read_image(Path(files[name]), "command line")
-        sizes[name] = array.shape[:2]
-        normalised = domains[name].normalise(array)
-        sample[name] = torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))
-    if len(set(sizes.values())) > 1:
-        named = {k: str(files[k]) for k in sizes}
-        raise ValueError(f"modalities differ in size: {named} {sizes}")
-    size = prediction_size(config, next(iter(sizes.values())))
-    sample = fixed_resize(sample, size, {k: d.interpolation for k, d in domains.items()})
-    return {name: tensor.float() for name, tensor in sample.items()}
+    return read_translation_inputs(model.modalities, config, files)
 
 
 def _display(image: Tensor) -> np.ndarray:

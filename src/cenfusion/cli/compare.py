@@ -52,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
         command += ["--output", args.output]
     if args.markdown:
         command += ["--markdown", args.markdown]
-    if args.report_only:
-        command += ["--report-only"]
+    # the recorded command reproduces the table (without --report-only it trains what is missing)
     comparison = Comparison(
         config_path=args.config,
         methods=args.methods,

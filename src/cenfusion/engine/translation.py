@@ -23,7 +23,7 @@ import copy
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -687,25 +687,18 @@ def prediction_size(config: Config, size: tuple[int, int]) -> tuple[int, int] | 
     return tuple(config.data.crop_size)
 
 
-@torch.no_grad()
-def translate_files(
-    model: CENPix2Pix, config: Config, files: dict[str, Path], output: str | Path
-) -> dict[str, Path]:
-    """Translate one input set ``{modality: file}``: the ensemble to ``output`` and each
-    branch to ``<output stem>_<modality>.png``; returns ``{output name: path}``."""
+def read_translation_inputs(
+    modalities: Sequence[str], config: Config, files: Mapping[str, str | Path]
+) -> dict[str, Tensor]:
+    """``{modality: (C, H, W)}`` read from ``files`` as the model was trained to see them
+    (each domain's normalisation, resized for the U-Net); the one reader of ``translate_files``
+    and ``cenfusion inspect --features``."""
     from cenfusion.data.translation import read_image
     from cenfusion.data.translation.transforms import fixed_resize
 
-    missing = [m for m in model.modalities if m not in files]
-    extra = [m for m in files if m not in model.modalities]
-    if missing or extra:
-        raise ValueError(
-            f"this model takes modalities {list(model.modalities)}; missing {missing}, "
-            f"unexpected {extra}"
-        )
     domains = input_domains(config)
     sample, sizes = {}, {}
-    for name in model.modalities:
+    for name in modalities:
         array = read_image(Path(files[name]), "command line")
         sizes[name] = array.shape[:2]
         normalised = domains[name].normalise(array)
@@ -715,6 +708,24 @@ def translate_files(
         raise ValueError(f"modalities differ in size: {named} {sizes}")
     size = prediction_size(config, next(iter(sizes.values())))
     sample = fixed_resize(sample, size, {k: d.interpolation for k, d in domains.items()})
+    return {name: tensor.float() for name, tensor in sample.items()}
+
+
+@torch.no_grad()
+def translate_files(
+    model: CENPix2Pix, config: Config, files: dict[str, Path], output: str | Path
+) -> dict[str, Path]:
+    """Translate one input set ``{modality: file}``: the ensemble to ``output`` and each
+    branch to ``<output stem>_<modality>.png``; returns ``{output name: path}``."""
+
+    missing = [m for m in model.modalities if m not in files]
+    extra = [m for m in files if m not in model.modalities]
+    if missing or extra:
+        raise ValueError(
+            f"this model takes modalities {list(model.modalities)}; missing {missing}, "
+            f"unexpected {extra}"
+        )
+    sample = read_translation_inputs(model.modalities, config, files)
     device = next(model.parameters()).device
     with generator_mode(model, config.eval.generator_mode):
         outputs = model({m: sample[m][None].to(device) for m in model.modalities})
