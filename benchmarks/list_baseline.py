@@ -1,20 +1,33 @@
 """The public CEN code's design, rewritten as the speed baseline: a list of tensors per layer.
 
-One module call per modality (``ModuleParallel``), one ``nn.BatchNorm2d`` per modality, and the
-boolean-index exchange (zeros, then masked assignment from the own and the other modalities).
-Weights are copied from a :class:`cenfusion.models.backbones.CENResNet`, and the benchmark checks
-that both compute the same features before timing them.
+One module call per modality (``Parallel``, the public code's ``ModuleParallel``), one
+``nn.BatchNorm2d`` / ``nn.InstanceNorm2d`` per modality, and the boolean-index exchange (zeros,
+then masked assignment from the own and the other modalities). Three twins, each built from a
+cenfusion model whose weights it copies, so that the benchmark can check that both compute the
+same outputs before timing them:
+
+- :class:`ListResNet`: the CEN ResNet backbone (features per layer, a list per modality);
+- :class:`ListSegmentation`: backbone + the shared decoder called once per modality + the
+  alpha ensemble (a :class:`~cenfusion.models.segmentation.CENSegmentationModel`);
+- :class:`ListUNet`: the CEN pix2pix U-Net generator + the alpha ensemble.
+
+With one modality a twin is the plain unimodal network (no exchange, no ensemble, ordinary
+norms, one call per layer), which is how the benchmark builds its unimodal reference.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cenfusion.models.backbones.resnet import BasicBlock, CENResNet
-from cenfusion.nn import ModalityBatchNorm2d
+from cenfusion.models.segmentation import CENSegmentationModel
+from cenfusion.models.translation import CENUNetGenerator
+from cenfusion.nn import ModalityBatchNorm2d, ModalityInstanceNorm2d
 
 
 class Parallel(nn.Module):
@@ -28,13 +41,32 @@ class Parallel(nn.Module):
         return [self.module(x) for x in xs]
 
 
-class ParallelBatchNorm(nn.Module):
-    def __init__(self, num_features: int, num_modalities: int) -> None:
+class ParallelNorm(nn.Module):
+    """One ``nn.BatchNorm2d`` (or affine ``nn.InstanceNorm2d`` with running statistics) per
+    modality, holding the rows of a cenfusion private norm."""
+
+    def __init__(self, source: ModalityBatchNorm2d | ModalityInstanceNorm2d) -> None:
         super().__init__()
-        self.norms = nn.ModuleList(nn.BatchNorm2d(num_features) for _ in range(num_modalities))
+        channels, num = source.num_features, source.num_modalities
+        if isinstance(source, ModalityInstanceNorm2d):
+            make = functools.partial(nn.InstanceNorm2d, affine=True, track_running_stats=True)
+        else:
+            make = nn.BatchNorm2d
+        self.norms = nn.ModuleList(make(channels, source.eps, source.momentum) for _ in range(num))
+        self.to(device=source.weight.device, dtype=source.weight.dtype)
+        with torch.no_grad():
+            for row, norm in enumerate(self.norms):
+                norm.weight.copy_(source.weight[row])
+                norm.bias.copy_(source.bias[row])
+                norm.running_mean.copy_(source.running_mean[row])
+                norm.running_var.copy_(source.running_var[row])
+                norm.num_batches_tracked.copy_(source.num_batches_tracked)
 
     def forward(self, xs: list[Tensor]) -> list[Tensor]:
         return [norm(x) for norm, x in zip(self.norms, xs, strict=True)]
+
+
+ParallelBatchNorm = ParallelNorm  # the earlier name
 
 
 def boolean_index_exchange(
@@ -55,6 +87,12 @@ def boolean_index_exchange(
     return outs
 
 
+def alpha_ensemble(outs: list[Tensor], alpha: Tensor) -> Tensor:
+    """``sum_m softmax(alpha)_m * out_m.detach()``, as the public code's ensemble."""
+    weights = torch.softmax(alpha, dim=0)
+    return sum(w * o.detach() for w, o in zip(weights, outs, strict=True))
+
+
 class ListBlock(nn.Module):
     def __init__(self, block: nn.Module, num_modalities: int, threshold: float | None) -> None:
         super().__init__()
@@ -62,7 +100,7 @@ class ListBlock(nn.Module):
         names = ("conv1", "conv2") if self.basic else ("conv1", "conv2", "conv3")
         self.convs = nn.ModuleList(Parallel(getattr(block, n)) for n in names)
         self.norms = nn.ModuleList(
-            _list_norm(getattr(block, f"bn{i + 1}"), num_modalities) for i in range(len(names))
+            ParallelNorm(getattr(block, f"bn{i + 1}")) for i in range(len(names))
         )
         self.exchange_at = [
             getattr(block, f"bn{i + 1}").exchange_threshold is not None for i in range(len(names))
@@ -71,7 +109,7 @@ class ListBlock(nn.Module):
         self.downsample = None
         if block.downsample is not None:
             self.downsample = nn.Sequential(
-                Parallel(block.downsample[0]), _list_norm(block.downsample[1], num_modalities)
+                Parallel(block.downsample[0]), ParallelNorm(block.downsample[1])
             )
 
     def forward(self, xs: list[Tensor]) -> list[Tensor]:
@@ -88,7 +126,7 @@ class ListBlock(nn.Module):
 
 
 class ListResNet(nn.Module):
-    """The list-of-tensors twin of a CEN ResNet, sharing its weights by copy."""
+    """The list-of-tensors twin of a CEN ResNet, with a copy of its weights."""
 
     def __init__(self, cen: CENResNet) -> None:
         super().__init__()
@@ -96,28 +134,12 @@ class ListResNet(nn.Module):
         m = cen.num_modalities
         self.num_modalities = m
         self.conv1 = Parallel(cen.conv1)
-        self.bn1 = _list_norm(cen.bn1, m)
+        self.bn1 = ParallelNorm(cen.bn1)
         self.maxpool = Parallel(cen.maxpool)
         self.layers = nn.ModuleList(
             nn.Sequential(*(ListBlock(b, m, cen.bn_threshold) for b in layer))
             for layer in (cen.layer1, cen.layer2, cen.layer3, cen.layer4)
         )
-        self.load_from(cen)
-
-    def load_from(self, cen: CENResNet) -> None:
-        """Copy the CEN model's (M, C) norm rows into the per-modality BatchNorms."""
-        with torch.no_grad():
-            pairs = zip(
-                (m for m in cen.modules() if isinstance(m, ModalityBatchNorm2d)),
-                (m for m in self.modules() if isinstance(m, ParallelBatchNorm)),
-                strict=True,
-            )
-            for ours, theirs in pairs:
-                for row, norm in enumerate(theirs.norms):
-                    norm.weight.copy_(ours.weight[row])
-                    norm.bias.copy_(ours.bias[row])
-                    norm.running_mean.copy_(ours.running_mean[row])
-                    norm.running_var.copy_(ours.running_var[row])
 
     def forward(self, xs: list[Tensor]) -> list[list[Tensor]]:
         out = self.maxpool([torch.relu(o) for o in self.bn1(self.conv1(xs))])
@@ -128,5 +150,100 @@ class ListResNet(nn.Module):
         return features
 
 
-def _list_norm(norm: nn.Module, num_modalities: int) -> ParallelBatchNorm:
-    return ParallelBatchNorm(norm.num_features, num_modalities).to(norm.weight.dtype)
+class ListSegmentation(nn.Module):
+    """A CEN segmentation model in the list design: ``[logits_0, ..., logits_{M-1}, ensemble]``.
+
+    The decoder (shared, norm-free) is called once per modality on that modality's features.
+    """
+
+    def __init__(self, cen: CENSegmentationModel) -> None:
+        super().__init__()
+        cen = copy.deepcopy(cen)
+        self.num_modalities = cen.num_modalities
+        self.backbone = ListResNet(cen.backbone)
+        self.decoder = cen.decoder
+        self.alpha = cen.ensemble.alpha
+
+    def forward(self, xs: list[Tensor]) -> list[Tensor]:
+        features = self.backbone(xs)
+        outs = [self.decoder([f[m] for f in features]) for m in range(self.num_modalities)]
+        if self.num_modalities == 1:  # the unimodal network: no ensemble
+            return outs
+        return [*outs, alpha_ensemble(outs, self.alpha)]
+
+
+class ListDownBlock(nn.Module):
+    """Shared conv per modality, then per-modality instance norms and the boolean exchange."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.conv = Parallel(block.conv)
+        self.norm = ParallelNorm(block.norm) if block.norm is not None else None
+        self.threshold = block.norm.exchange_threshold if block.norm is not None else None
+
+    def forward(self, xs: list[Tensor]) -> list[Tensor]:
+        out = self.conv(xs)
+        if self.norm is None:
+            return out
+        out = self.norm(out)
+        if self.threshold is not None and len(out) > 1:
+            out = boolean_index_exchange(out, self.norm.norms, self.threshold)
+        return out
+
+
+class ListUpBlock(nn.Module):
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.conv = Parallel(block.conv)
+        self.norm = ParallelNorm(block.norm) if block.norm is not None else None
+        self.dropout = block.dropout
+
+    def forward(self, xs: list[Tensor]) -> list[Tensor]:
+        out = self.conv([F.relu(x) for x in xs])
+        if self.norm is not None:
+            out = self.norm(out)
+        if self.dropout is not None:
+            out = [self.dropout(o) for o in out]
+        return out
+
+
+class ListUNet(nn.Module):
+    """The CEN pix2pix U-Net generator in the list design: ``[image_0, ..., ensemble]``."""
+
+    def __init__(self, generator: CENUNetGenerator) -> None:
+        super().__init__()
+        if generator.fusion_method != "cen":
+            raise ValueError("ListUNet: only the CEN generator has a list twin")
+        generator = copy.deepcopy(generator)
+        self.num_modalities = generator.num_modalities
+        self.down = nn.ModuleList(ListDownBlock(b) for b in generator.down)
+        self.up = nn.ModuleList(ListUpBlock(b) for b in generator.up)
+        self.alpha = generator.ensemble.alpha
+
+    def forward(self, xs: list[Tensor]) -> list[Tensor]:
+        h = self.down[0](xs)
+        skips = []
+        for block in self.down[1:]:
+            activated = [F.leaky_relu(x, 0.2) for x in h]
+            skips.append(activated)
+            h = block(activated)
+        for j, block in enumerate(self.up):
+            h = block(h)
+            if j < len(skips):
+                h = [torch.cat([x, s], dim=1) for x, s in zip(h, skips[-1 - j], strict=True)]
+        outs = [torch.tanh(x) for x in h]
+        if self.num_modalities == 1:  # the unimodal network: no ensemble
+            return outs
+        return [*outs, alpha_ensemble(outs, self.alpha)]
+
+
+def list_twin(model: nn.Module) -> nn.Module:
+    """The list-design twin of a CEN segmentation model, pix2pix model/generator or backbone."""
+    network = getattr(model, "generator", model)
+    if isinstance(network, CENSegmentationModel):
+        return ListSegmentation(network)
+    if isinstance(network, CENUNetGenerator):
+        return ListUNet(network)
+    if isinstance(network, CENResNet):
+        return ListResNet(network)
+    raise TypeError(f"no list twin for {type(model).__name__}")

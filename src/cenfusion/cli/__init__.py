@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from cenfusion.cli import (
+    bench,
     compare,
     demo,
     evaluate,
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (demo, synth, train, evaluate, predict, compare, inspect, export, official):
         module.add_parser(subparsers)
+    bench.add_parser(subparsers)
     return parser
 
 

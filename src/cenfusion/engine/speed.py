@@ -1,0 +1,80 @@
+"""Opt-in speed options: the ``channels_last`` memory format and ``torch.compile``.
+
+Both are switches of :class:`cenfusion.config.TrainConfig` (``train.channels_last``,
+``train.compile``) and change no result beyond float rounding (``tests/speed/`` checks each
+against the default path). The third option, bf16 autocast (``train.precision: bf16``), is the
+precision switch :func:`cenfusion.engine.segmentation.autocast_context`.
+
+Neither is on by default because neither pays everywhere: on a CPU without AVX512 the measured
+gain of ``channels_last`` is nil, and ``torch.compile`` costs minutes of compilation (a C++
+compiler on the CPU) before its first step; ``benchmarks/run.py`` measures both.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+
+import torch
+from torch import Tensor, nn
+
+from cenfusion.config import Config, TrainConfig
+
+
+def _train_config(config: Config | TrainConfig) -> TrainConfig:
+    return config.train if isinstance(config, Config) else config
+
+
+def apply_speed_options(module: nn.Module, config: Config | TrainConfig) -> nn.Module:
+    """The module to call for the forward pass, under ``train.channels_last``/``train.compile``.
+
+    ``channels_last`` converts ``module``'s parameters in place (the optimiser and the state
+    dict keep seeing the same tensors). ``compile`` returns ``torch.compile(module)``, which
+    shares ``module``'s parameters; keep saving and optimising ``module`` itself, whose state
+    dict keys the compiled wrapper would prefix with ``_orig_mod.``. Under tracing and
+    compilation the private norms take their composite path (no custom autograd function), so
+    the compiled graph is whole.
+    """
+    train = _train_config(config)
+    if train.channels_last:
+        module.to(memory_format=torch.channels_last)
+    if train.compile:
+        available, reason = compile_available(_device_of(module))
+        if not available:
+            raise RuntimeError(f"train.compile: {reason}")
+        return torch.compile(module)
+    return module
+
+
+def prepare_inputs(x: Tensor, config: Config | TrainConfig) -> Tensor:
+    """``x`` in the memory format the model expects (``channels_last`` for 4-d inputs)."""
+    if _train_config(config).channels_last and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def compile_available(device: torch.device | str = "cpu") -> tuple[bool, str]:
+    """Whether ``torch.compile`` (inductor) can build kernels for ``device``, and why not.
+
+    On the CPU inductor writes C++ and needs a compiler (``$CXX``, ``g++``, ``c++`` or
+    ``clang++``); on CUDA it needs Triton.
+    """
+    device = torch.device(device)
+    if not hasattr(torch, "compile"):
+        return False, f"torch {torch.__version__} has no torch.compile"
+    if device.type == "cuda":
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return False, "inductor needs Triton on CUDA (pip install triton)"
+        return True, ""
+    compilers = [os.environ.get("CXX"), "g++", "c++", "clang++"]
+    if not any(c and shutil.which(c) for c in compilers):
+        return False, "inductor needs a C++ compiler on the CPU (g++, c++ or clang++ on PATH)"
+    return True, ""
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    first = next(itertools.chain(module.parameters(), module.buffers()), None)
+    return first.device if first is not None else torch.device("cpu")
