@@ -539,8 +539,10 @@ def format_table(rows: Sequence[dict[str, Any]], header: bool = True) -> str:
     if header:
         title = (
             f"{'model':<20}{'M':>2} {'mode':<6}{'variant':<14}{'ms':>10}{'samples/s':>11}"
-            f"{'vs list':>9}{'overhead':>10}{'peak MiB':>10}{'mem/list':>10}"
+            f"{'vs list':>9}{'overhead':>10}"
         )
+        if any("peak_mb" in r for r in rows):
+            title += f"{'peak MiB':>10}{'mem/list':>10}"
         lines += [title, "-" * len(title)]
     for r in rows:
         peak = f"{r['peak_mb']:>10.0f}{r['mem_vs_list']:>10.2f}" if "peak_mb" in r else ""
@@ -568,9 +570,9 @@ def format_markdown(payload: dict[str, Any]) -> str:
     rows = payload["rows"]
     options = payload["settings"]["options"]
     extra = [o for o in options if o != "fp32"]
-    head = ["model", "M", "mode", "list ms", "unimodal ms", "stacked ms", "vs list", "overhead"]
-    head += [f"{o} ms (vs list)" for o in extra]
     has_memory = any("peak_mb" in r for r in rows)
+    head = ["model", "M", "mode", "list ms", "unimodal ms", "stacked ms", "vs list", "overhead"]
+    head += [f"{o} ms (vs list{', peak' if has_memory else ''})" for o in extra]
     if has_memory:
         head += ["peak MiB list / stacked"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -591,7 +593,8 @@ def format_markdown(payload: dict[str, Any]) -> str:
             cells += ["", "", ""]
         for o in extra:
             r = get(o)
-            cells.append(f"{r['ms']:.0f} ({r['speedup_vs_list']:.2f}x)" if r else "")
+            memory = f", {r['peak_mb']:.0f} MiB" if r and "peak_mb" in r else ""
+            cells.append(f"{r['ms']:.0f} ({r['speedup_vs_list']:.2f}x{memory})" if r else "")
         if has_memory:
             ref = stacked or get(extra[0]) if extra else stacked
             cells.append(f"{get('list')['peak_mb']:.0f} / {ref['peak_mb']:.0f}" if ref else "")

@@ -5,9 +5,10 @@ Both are switches of :class:`cenfusion.config.TrainConfig` (``train.channels_las
 against the default path). The third option, bf16 autocast (``train.precision: bf16``), is the
 precision switch :func:`cenfusion.engine.segmentation.autocast_context`.
 
-Neither is on by default because neither pays everywhere: on a CPU without AVX512 the measured
-gain of ``channels_last`` is nil, and ``torch.compile`` costs minutes of compilation (a C++
-compiler on the CPU) before its first step; ``benchmarks/run.py`` measures both.
+Neither is on by default because neither pays everywhere: on the project's 2-core AVX2 CPU
+``channels_last`` gained nothing and ``torch.compile`` made a training step slower (and costs
+minutes of compilation, with a C++ compiler, before the first step); ``benchmarks/run.py
+--options channels_last compile`` measures both on any machine.
 """
 
 from __future__ import annotations
