@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,25 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cenfusion  # noqa: E402
 from benchmarks.list_baseline import ListResNet  # noqa: E402
+from benchmarks.run import interleaved_medians  # noqa: E402
 from cenfusion.nn import ModalityBatchNorm2d  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def interleaved_medians(
-    fns: dict[str, Callable[[], object]], warmup: int, repeats: int
-) -> dict[str, float]:
-    """Median seconds of each function, timed round-robin so machine drift hits all alike."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def realistic_scaling_factors(model: torch.nn.Module, seed: int = 0) -> None:
@@ -131,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 },
                 args.warmup,
                 args.repeats,
+                "cpu",
             )
             rows.append(
                 {
