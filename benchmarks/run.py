@@ -20,10 +20,15 @@ Two modes: ``infer`` (eval, no_grad; throughput in samples/s) and ``train`` (tra
 forward + backward + optimiser step: SGD with momentum for segmentation, Adam for the
 generator; the loss is the mean square of every output). Variants are timed round-robin and the
 median of ``--repeats`` runs after ``--warmup`` is reported. Peak memory is measured in a
-fresh process per variant (``--no-memory`` skips it): on the CPU the largest resident set size
-of that process sampled every millisecond during one step after a warm-up step (glibc told to
-return freed blocks, so that the RSS follows the live tensors; it includes the interpreter and
-torch, alike for every variant), on CUDA ``torch.cuda.max_memory_allocated``.
+fresh process (``--no-memory`` skips it): on the CPU one process per variant and the largest
+resident set size of that process sampled every millisecond during one step after a warm-up
+step (glibc told to return freed blocks, so that the RSS follows the live tensors; it includes
+the interpreter and torch, alike for every variant); on CUDA one process per model and M, the
+variants in turn, and ``torch.cuda.max_memory_allocated`` (exact: the allocator counts every
+live tensor). On CUDA cuDNN's autotuner is on (``cudnn.benchmark``) and TF32 keeps torch's
+defaults for the timings; the parity checks run in full fp32. With ``--json`` the file is
+rewritten after every model and M (``"complete": false`` until the end), so that a run cut
+short keeps what it measured.
 
 Ratios: ``vs list`` = list time / variant time (> 1: faster than the list design);
 ``overhead`` = variant time / (M x unimodal time), the cost of fusion beyond running M networks;
@@ -230,13 +235,25 @@ def _optimiser(model: nn.Module, name: str) -> torch.optim.Optimizer:
 
 
 def parity(reference: Variant, other: Variant) -> float:
-    """Relative L2 error of ``other``'s eval outputs against ``reference``'s (all outputs)."""
+    """Relative L2 error of ``other``'s eval outputs against ``reference``'s (all outputs), in
+    full fp32 (no TF32 on CUDA, whose 10-bit mantissa differs by ~1e-3 between algorithms)."""
     reference.model.eval()
     other.model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), full_fp32():
         ours = torch.cat([o.float().flatten() for o in reference.outputs()])
         theirs = torch.cat([o.float().flatten() for o in other.outputs()])
     return float((ours - theirs).norm() / ours.norm().clamp_min(1e-12))
+
+
+@contextlib.contextmanager
+def full_fp32():
+    """TF32 off for the block (CUDA's matmul and cuDNN); nothing changes on the CPU."""
+    previous = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
 
 
 TOLERANCE = {"list": 1e-5, "channels_last": 1e-4, "compile": 1e-4, "bf16": 5e-2}
@@ -394,7 +411,10 @@ def run_group(name: str, num_modalities: int, settings: Settings) -> list[dict[s
         times[mode] = interleaved_medians(fns, settings.warmup, settings.repeats, settings.device)
     del variants
     memory = {}
-    if settings.memory:
+    if settings.memory and torch.device(settings.device).type == "cuda":
+        # the CUDA allocator counts live tensors exactly: one process, variant after variant
+        memory = measure_memory(name, num_modalities, names, settings)
+    elif settings.memory:
         # one process per variant: each peak is that of a process running only that variant
         memory = {v: measure_memory(name, num_modalities, [v], settings)[v] for v in names}
     rows = []
@@ -463,6 +483,12 @@ def machine_info(settings: Settings) -> dict[str, Any]:
     if torch.device(settings.device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(settings.device)
         info["cuda"] = torch.version.cuda
+        info["cudnn"] = torch.backends.cudnn.version()
+        info["cudnn_benchmark"] = torch.backends.cudnn.benchmark
+        info["tf32"] = {
+            "matmul": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn": torch.backends.cudnn.allow_tf32,
+        }
     return info
 
 
@@ -494,8 +520,12 @@ def _load() -> list[float] | None:
 
 
 def _set_threads(settings: Settings) -> None:
+    """Thread count on the CPU; on CUDA, cuDNN's autotuner, which any GPU user switches on
+    (each variant's convolutions get their fastest algorithm during the warm-up)."""
     if settings.threads:
         torch.set_num_threads(settings.threads)
+    if torch.device(settings.device).type == "cuda":
+        torch.backends.cudnn.benchmark = True
 
 
 def run(settings: Settings, out: Path | None = None, echo: bool = True) -> dict[str, Any]:
@@ -507,30 +537,45 @@ def run(settings: Settings, out: Path | None = None, echo: bool = True) -> dict[
     load_before = _load()
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
+
+    def payload(complete: bool) -> dict[str, Any]:
+        machine = {**machine_info(settings), "load_before": load_before, "load_after": _load()}
+        return {
+            "settings": {
+                k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()
+            },
+            "machine": machine,
+            "complete": complete,
+            "seconds": time.perf_counter() - started,
+            "rows": rows,
+            "targets": targets(rows),
+        }
+
     for name in settings.models:
         for m in settings.modalities:
             group = run_group(name, m, settings)
             rows += group
             if echo:
                 print(format_table(group, header=not rows[: -len(group)]), flush=True)
-    payload = {
-        "settings": {
-            k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()
-        },
-        "machine": {**machine_info(settings), "load_before": load_before, "load_after": _load()},
-        "seconds": time.perf_counter() - started,
-        "rows": rows,
-        "targets": targets(rows),
-    }
+            if out is not None:  # a run cut short keeps every finished group
+                write_json(out, payload(complete=False))
+    result = payload(complete=True)
     if echo:
         print()
-        print(format_targets(payload["targets"]))
+        print(format_targets(result["targets"]))
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(payload, indent=2) + "\n")
+        write_json(out, result)
         if echo:
             print(f"\nwrote {out}")
-    return payload
+    return result
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Atomically: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(partial, path)
 
 
 def format_table(rows: Sequence[dict[str, Any]], header: bool = True) -> str:

@@ -42,7 +42,7 @@ class ModelConfig:
     rcu_residual: str = "activated"
     # RefineNet (deepest, other) widths, default (512, 256); PSPNet: [width]
     decoder_channels: list[int] | None = None
-    # segmentation decoder dropout; default 0.5 (RefineNet), 0.1 (PSPNet)
+    # decoder dropout; default 0.5 (RefineNet; pix2pix's first 3 up blocks), 0.1 (PSPNet)
     dropout: float | None = None
     # cen | concat | average | align | self_attention (cenfusion.models.fusion)
     fusion: str = "cen"

@@ -15,6 +15,7 @@ def test_quick_mode_runs_and_writes_json(tmp_path, capsys):
     argv = ["--quick", "--models", "pix2pix", "--json", str(out)]
     assert suite.main([*argv, "--markdown"]) == 0
     payload = json.loads(out.read_text())
+    assert payload["complete"] and not out.with_name("quick.json.partial").exists()
     assert payload["settings"]["quick"] and payload["settings"]["options"] == ["fp32"]
     machine = payload["machine"]
     assert {"torch", "cpu", "threads", "device", "load_before", "commit"} <= machine.keys()
@@ -37,6 +38,24 @@ def test_quick_mode_runs_and_writes_json(tmp_path, capsys):
     }
     printed = capsys.readouterr().out
     assert "targets (stacked fp32)" in printed and "| pix2pix | 2 | train |" in printed
+
+
+def test_a_run_cut_short_keeps_its_finished_groups(tmp_path, monkeypatch):
+    out = tmp_path / "cut.json"
+    real = suite.run_group
+
+    def second_group_fails(name, num_modalities, settings):
+        if num_modalities == 3:
+            raise KeyboardInterrupt
+        return real(name, num_modalities, settings)
+
+    monkeypatch.setattr(suite, "run_group", second_group_fails)
+    argv = ["--quick", "--models", "pix2pix", "--modalities", "2", "3", "--no-memory"]
+    with pytest.raises(KeyboardInterrupt):
+        suite.main([*argv, "--json", str(out)])
+    payload = json.loads(out.read_text())
+    assert not payload["complete"]
+    assert {r["modalities"] for r in payload["rows"]} == {2}
 
 
 def test_quick_settings_yield_to_explicit_options():

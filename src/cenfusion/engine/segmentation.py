@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -62,6 +63,7 @@ from cenfusion.engine.loop import (
     epoch_batches,
 )
 from cenfusion.engine.run_log import RunLog, theorem_monitor, theorem_record
+from cenfusion.engine.speed import apply_speed_options, prepare_inputs
 from cenfusion.metrics import ConfusionMatrix, SegmentationScores
 from cenfusion.models import create_model
 from cenfusion.models.fusion import auxiliary_loss
@@ -300,13 +302,15 @@ class SegmentationTrainer:
         self.plan = check_train_settings(config)
         torch.manual_seed(config.train.seed)
         self.model = build_model(config).to(self.device)
-        if config.train.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
         if config.train.sync_bn:
             distributed.convert_sync_batch_norm(self.model)
         self.optimiser = build_optimiser(self.model, config)
         self.datasets = build_datasets(config)
-        self.forward = distributed.wrap(distributed.StackedForward(self.model), self.device)
+        self.forward = apply_speed_options(
+            distributed.StackedForward(self.model),
+            config,
+            wrap=functools.partial(distributed.wrap, device=self.device),
+        )
         distributed.seed_process(config.train.seed)
         self.start_epoch = 0
         self.resume_progress: EpochProgress | None = None
@@ -489,8 +493,7 @@ class SegmentationTrainer:
         for index, batch in enumerate(micro_batches):
             inputs, label = stack_batch(batch, model.modalities)
             inputs, label = inputs.to(self.device), label.to(self.device)
-            if config.train.channels_last:
-                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            inputs = prepare_inputs(inputs, config)
             with distributed.sync_gradients(self.forward, index == count - 1):
                 with autocast_context(config.train.precision, self.device):
                     logits = self.forward(inputs)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -27,23 +28,32 @@ def _train_config(config: Config | TrainConfig) -> TrainConfig:
     return config.train if isinstance(config, Config) else config
 
 
-def apply_speed_options(module: nn.Module, config: Config | TrainConfig) -> nn.Module:
+def apply_speed_options(
+    module: nn.Module,
+    config: Config | TrainConfig,
+    wrap: Callable[[nn.Module], nn.Module] | None = None,
+) -> nn.Module:
     """The module to call for the forward pass, under ``train.channels_last``/``train.compile``.
 
     ``channels_last`` converts ``module``'s parameters in place (the optimiser and the state
-    dict keep seeing the same tensors). ``compile`` returns ``torch.compile(module)``, which
-    shares ``module``'s parameters; keep saving and optimising ``module`` itself, whose state
-    dict keys the compiled wrapper would prefix with ``_orig_mod.``. Under tracing and
-    compilation the private norms take their composite path (no custom autograd function), so
-    the compiled graph is whole.
+    dict keep seeing the same tensors). ``wrap`` (the trainers pass DistributedDataParallel)
+    comes between the two: after the conversion, whose strides DDP's gradient buckets must
+    see, and before compilation, which PyTorch wants outside DDP. ``compile`` returns
+    ``torch.compile(...)``, which shares ``module``'s parameters; keep saving and optimising
+    ``module`` itself, whose state dict keys the compiled wrapper would prefix with
+    ``_orig_mod.``. Under tracing and compilation the private norms take their composite path
+    (no custom autograd function), so the compiled graph is whole.
     """
     train = _train_config(config)
-    if train.channels_last:
-        module.to(memory_format=torch.channels_last)
-    if train.compile:
+    if train.compile:  # refuse before any conversion, naming the reason
         available, reason = compile_available(_device_of(module))
         if not available:
             raise RuntimeError(f"train.compile: {reason}")
+    if train.channels_last:
+        module.to(memory_format=torch.channels_last)
+    if wrap is not None:
+        module = wrap(module)
+    if train.compile:
         return torch.compile(module)
     return module
 

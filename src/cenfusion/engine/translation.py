@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import math
 import time
@@ -61,6 +62,7 @@ from cenfusion.engine.loop import (
 )
 from cenfusion.engine.run_log import RunLog, theorem_monitor, theorem_record
 from cenfusion.engine.segmentation import autocast_context, load_model_state
+from cenfusion.engine.speed import apply_speed_options, prepare_inputs
 from cenfusion.metrics.image import (
     FID_SKIPPED_MESSAGE,
     FeatureExtractor,
@@ -93,6 +95,7 @@ def build_model(config: Config) -> CENPix2Pix:
         fusion_stages=m.fusion_stages,
         share_convs=m.share_convs,
         private_norms=m.private_norms,
+        dropout=m.dropout,
     )
 
 
@@ -357,8 +360,10 @@ class TranslationTrainer:
         self.datasets = build_datasets(config)
         # fails now, not after an epoch, if missing
         self.features = inception_features(config, announce=self.main)
-        self.generate = distributed.wrap(
-            distributed.StackedForward(self.model.generator), self.device
+        self.generate = apply_speed_options(
+            distributed.StackedForward(self.model.generator),
+            config,
+            wrap=functools.partial(distributed.wrap, device=self.device),
         )
         self.discriminate = distributed.wrap(self.model.discriminator, self.device)
         distributed.seed_process(config.train.seed)
@@ -549,7 +554,7 @@ class TranslationTrainer:
         pairs = []
         for batch in micro_batches:
             x, y = stack_batch(batch, model.modalities)
-            pairs.append((x.to(self.device), y.to(self.device)))
+            pairs.append((prepare_inputs(x.to(self.device), config), y.to(self.device)))
         states: list[dict[str, Any]] = []
         if count == 1:
             with autocast_context(config.train.precision, self.device):

@@ -57,7 +57,8 @@ def create_model(
     blocks, exchange after the norms of blocks 2..num_downs-1 at ``insnorm_threshold``) with
     the alpha ensemble, plus the shared conditional PatchGAN discriminator (``ndf``);
     ``modalities`` are the input domains, ``target`` the output domain (a name only). Any
-    number of input modalities; ``exchange=False`` keeps the norms as L1 sites (ablation).
+    number of input modalities; ``exchange=False`` keeps the norms as L1 sites (ablation);
+    ``dropout`` of the first three up blocks, 0.5 by default as in pix2pix.
 
     Baselines and ablations (same backbone and decoder): ``fusion`` ``"cen"`` (channel
     exchange) or ``"concat" | "average" | "align" | "self_attention"`` after ``fusion_stages``
@@ -76,6 +77,7 @@ def create_model(
         return _create_translation_model(
             arch or "pix2pix", modalities, target, ngf, ndf, num_downs, insnorm_threshold,
             exchange, in_channels, out_channels, fusion, fusion_stages,
+            0.5 if dropout is None else dropout,
         )  # fmt: skip
     arch = arch or "refinenet"
     if arch not in SEGMENTATION_ARCHS:
@@ -131,6 +133,7 @@ def _create_translation_model(
     out_channels: int,
     fusion: str = "cen",
     fusion_stages: str | Sequence[int] = "all",
+    dropout: float = 0.5,
 ) -> nn.Module:
     from cenfusion.models.translation import CENPix2Pix, CENUNetGenerator, PatchDiscriminator
 
@@ -154,6 +157,7 @@ def _create_translation_model(
         exchange=exchange,
         fusion=fusion,
         fusion_stages=fusion_stages,
+        dropout=dropout,
     )
     discriminator = PatchDiscriminator(in_channels, out_channels, ndf)
     return CENPix2Pix(generator, discriminator, target)

@@ -1,0 +1,61 @@
+"""``train.channels_last`` and ``train.compile`` reach the segmentation trainer's forward pass."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cenfusion.engine import speed
+from cenfusion.engine.segmentation import SegmentationTrainer
+
+
+def final_weights(trainer: SegmentationTrainer) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+
+
+def test_channels_last_trains_the_same_weights(tiny_config, tmp_path):
+    overrides = ("optim.stages=[{epochs: 1}]", "train.eval_every=0", "model.dropout=0.0")
+    default = SegmentationTrainer(
+        tiny_config(f"output_dir={tmp_path / 'a'}", *overrides), progress=False
+    )
+    default.fit()
+    fast = SegmentationTrainer(
+        tiny_config(f"output_dir={tmp_path / 'b'}", "train.channels_last=true", *overrides),
+        progress=False,
+    )
+    conv = fast.model.backbone.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    seen = []
+    fast.forward.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    fast.fit()
+    assert seen and all(x.is_contiguous(memory_format=torch.channels_last) for x in seen)
+    expected, got = final_weights(default), final_weights(fast)
+    assert expected.keys() == got.keys()  # the checkpointed model, not a wrapper
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], atol=1e-4, rtol=1e-4, msg=key)
+
+
+def test_compile_wraps_the_stacked_forward_that_training_calls(tiny_config, monkeypatch):
+    """The wiring only (a real inductor build of a whole trainer takes minutes on 2 cores;
+    tests/speed checks compiled outputs, tests/cuda a compiled trainer on a GPU)."""
+    compiled = []
+
+    def fake_compile(module: nn.Module) -> nn.Module:
+        compiled.append(module)
+        return module
+
+    monkeypatch.setattr(speed, "compile_available", lambda device: (True, ""))
+    monkeypatch.setattr(speed.torch, "compile", fake_compile)
+    trainer = SegmentationTrainer(tiny_config("train.compile=true"), progress=False)
+    assert compiled == [trainer.forward]
+    assert compiled[0].model is trainer.model  # StackedForward over the saved model
+
+
+def test_compile_without_a_compiler_is_refused_before_training(tiny_config, monkeypatch):
+    monkeypatch.setattr(speed.shutil, "which", lambda name: None)
+    monkeypatch.delenv("CXX", raising=False)
+    if torch.cuda.is_available():
+        pytest.skip("the trainer would run on CUDA, where inductor needs no C++ compiler")
+    with pytest.raises(RuntimeError, match="train.compile: .*C\\+\\+ compiler"):
+        SegmentationTrainer(tiny_config("train.compile=true"), progress=False)
