@@ -34,7 +34,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 bench: $(STAMP)
-	$(PY) -m benchmarks.run --json benchmarks/results/suite.json --markdown
+	$(PY) -m benchmarks.run --modalities 2 --json benchmarks/results/suite_cpu.json --markdown
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache
