@@ -15,7 +15,7 @@ from cenfusion.engine.checkpoint import load_checkpoint
 from cenfusion.engine.segmentation import SegmentationTrainer, build_model, load_model_state
 from cenfusion.engine.speed import apply_speed_options, prepare_inputs
 from tests.speed.test_options import (
-    TinyCEN,
+    assert_compiled_matches_eager,
     assert_same_step,
     relative_l2,
     run_step,
@@ -85,18 +85,7 @@ def test_bf16_autocast_on_cuda_is_close_to_fp32(build, training):
 
 
 def test_compile_on_cuda_matches_eager():
-    torch.manual_seed(0)
-    model = TinyCEN(3).to(CUDA)
-    eager = copy.deepcopy(model)
-    call = apply_speed_options(model, TrainConfig(compile=True))
-    x = torch.randn(6, 3, 16, 16, device=CUDA)
-    for training in (True, False):
-        assert_same_step(
-            run_step(eager, eager, x, training),
-            run_step(model, call, x, training),
-            atol=1e-4,
-            rtol=1e-4,
-        )
+    assert_compiled_matches_eager("cuda")
 
 
 def test_trainer_on_cuda_resumes_to_the_same_weights(tiny_config, tmp_path):

@@ -79,3 +79,22 @@ def test_two_processes_train_as_one_on_the_same_global_batch(tiny_config, tmp_pa
         for score in ("pixel_accuracy", "mean_accuracy", "mean_iou"):
             assert two["val"][output][score] == pytest.approx(one["val"][output][score],
                                                               abs=1e-3)  # fmt: skip
+
+
+def test_accumulation_skips_the_all_reduce_through_a_compiled_wrapper(tmp_path):
+    """``train.compile`` wraps the DDP module; the micro-batches before the last of a step
+    must still run under DDP's ``no_sync`` (torch.compile builds nothing until called)."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        ddp = DistributedDataParallel(torch.nn.Linear(2, 2))
+        for module in (ddp, torch.compile(ddp)):
+            with distributed.sync_gradients(module, sync=False):
+                assert not ddp.require_backward_grad_sync
+            with distributed.sync_gradients(module, sync=True):
+                assert ddp.require_backward_grad_sync
+    finally:
+        dist.destroy_process_group()

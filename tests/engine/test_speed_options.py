@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from cenfusion.engine import speed
 from cenfusion.engine.segmentation import SegmentationTrainer
@@ -36,20 +35,11 @@ def test_channels_last_trains_the_same_weights(tiny_config, tmp_path):
         torch.testing.assert_close(got[key], expected[key], atol=1e-4, rtol=1e-4, msg=key)
 
 
-def test_compile_wraps_the_stacked_forward_that_training_calls(tiny_config, monkeypatch):
-    """The wiring only (a real inductor build of a whole trainer takes minutes on 2 cores;
-    tests/speed checks compiled outputs, tests/cuda a compiled trainer on a GPU)."""
-    compiled = []
-
-    def fake_compile(module: nn.Module) -> nn.Module:
-        compiled.append(module)
-        return module
-
-    monkeypatch.setattr(speed, "compile_available", lambda device: (True, ""))
-    monkeypatch.setattr(speed.torch, "compile", fake_compile)
+def test_compile_wraps_the_stacked_forward_that_training_calls(tiny_config, fake_compile):
+    """The wiring only (tests/speed checks compiled outputs, tests/cuda a compiled trainer)."""
     trainer = SegmentationTrainer(tiny_config("train.compile=true"), progress=False)
-    assert compiled == [trainer.forward]
-    assert compiled[0].model is trainer.model  # StackedForward over the saved model
+    assert fake_compile == [trainer.forward]
+    assert fake_compile[0].model is trainer.model  # StackedForward over the saved model
 
 
 def test_compile_without_a_compiler_is_refused_before_training(tiny_config, monkeypatch):

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
-from cenfusion.engine import speed
 from cenfusion.engine.translation import TranslationTrainer
 
 
@@ -45,15 +43,7 @@ def test_channels_last_trains_the_same_generator(tiny_config, tmp_path):
         torch.testing.assert_close(out_fast[key], out_default[key], atol=1e-4, rtol=1e-4)
 
 
-def test_compile_wraps_the_generator_forward(tiny_config, monkeypatch):
-    compiled = []
-
-    def fake_compile(module: nn.Module) -> nn.Module:
-        compiled.append(module)
-        return module
-
-    monkeypatch.setattr(speed, "compile_available", lambda device: (True, ""))
-    monkeypatch.setattr(speed.torch, "compile", fake_compile)
+def test_compile_wraps_the_generator_forward(tiny_config, fake_compile):
     trainer = TranslationTrainer(tiny_config("train.compile=true"), progress=False)
-    assert compiled == [trainer.generate]
-    assert compiled[0].model is trainer.model.generator
+    assert fake_compile == [trainer.generate]
+    assert fake_compile[0].model is trainer.model.generator

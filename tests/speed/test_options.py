@@ -143,12 +143,17 @@ def test_compile_matches_eager_in_training_and_evaluation():
     available, reason = compile_available("cpu")
     if not available:
         pytest.skip(f"torch.compile cannot build kernels here: {reason}")
+    assert_compiled_matches_eager("cpu")
+
+
+def assert_compiled_matches_eager(device: str) -> None:
+    """A compiled TinyCEN against its eager twin: a training step, then evaluation."""
     torch.manual_seed(0)
-    model = TinyCEN(3)
+    model = TinyCEN(3).to(device)
     eager = copy.deepcopy(model)
     call = apply_speed_options(model, Config(train=TrainConfig(compile=True)))
     assert call is not model and model.state_dict().keys() == eager.state_dict().keys()
-    x = torch.randn(6, 3, 16, 16)
+    x = torch.randn(6, 3, 16, 16, device=device)
     for training in (True, False):
         assert_same_step(
             run_step(eager, eager, x, training),

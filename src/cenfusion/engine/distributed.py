@@ -195,7 +195,10 @@ def wrap(module: nn.Module, device: torch.device) -> nn.Module:
 
 
 def sync_gradients(module: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
-    """For gradient accumulation: no gradient all-reduce until the last micro-batch of a step."""
+    """For gradient accumulation: no gradient all-reduce until the last micro-batch of a step.
+
+    ``module`` may be a ``torch.compile`` wrapper around the DDP module (``train.compile``)."""
+    module = getattr(module, "_orig_mod", module)
     if sync or not isinstance(module, DistributedDataParallel):
         return contextlib.nullcontext()
     return module.no_sync()
