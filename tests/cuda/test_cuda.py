@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from cenfusion.config import TrainConfig
-from cenfusion.engine.checkpoint import load_checkpoint
-from cenfusion.engine.segmentation import SegmentationTrainer, build_model, load_model_state
+from cenfusion.engine.checkpoint import load_checkpoint, load_model_state
+from cenfusion.engine.segmentation import SegmentationTrainer, build_model
 from cenfusion.engine.speed import apply_speed_options, prepare_inputs
 from tests.speed.test_options import (
     assert_compiled_matches_eager,

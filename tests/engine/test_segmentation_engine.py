@@ -10,7 +10,12 @@ from PIL import Image
 
 from cenfusion.cli import main
 from cenfusion.engine import segmentation as engine
-from cenfusion.engine.checkpoint import load_checkpoint, load_latest, save_checkpoint
+from cenfusion.engine.checkpoint import (
+    load_checkpoint,
+    load_latest,
+    load_model_state,
+    save_checkpoint,
+)
 from cenfusion.engine.segmentation import SegmentationTrainer, build_model, segmentation_loss
 from cenfusion.nn import ModalityBatchNorm2d, penalised_scaling_factors
 
@@ -96,7 +101,7 @@ def test_checkpoint_of_another_architecture_is_refused_by_name(tiny_config, tmp_
     three = tiny_config("model.modalities=[rgb, depth, normal]")
     with pytest.raises(ValueError, match="another architecture or number of modalities"):
         model = build_model(three)
-        engine.load_model_state(model, load_checkpoint(tmp_path / "run" / "last.pt")["model"],
+        load_model_state(model, load_checkpoint(tmp_path / "run" / "last.pt")["model"],
                                 "last.pt")  # fmt: skip
 
 

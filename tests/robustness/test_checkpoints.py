@@ -13,9 +13,14 @@ from hypothesis import strategies as st
 from cenfusion.cli import main
 from cenfusion.compat import load_official
 from cenfusion.config import load_config
-from cenfusion.engine.checkpoint import load_checkpoint, load_latest, save_checkpoint
+from cenfusion.engine.checkpoint import (
+    load_checkpoint,
+    load_latest,
+    load_model_state,
+    save_checkpoint,
+)
 from cenfusion.engine.predict import load_trained_model
-from cenfusion.engine.segmentation import build_model, load_model_state
+from cenfusion.engine.segmentation import build_model
 from tests.robustness.clear_errors import assert_clear
 
 SMALL = {

@@ -29,14 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cenfusion.config import load_config
-    from cenfusion.engine.checkpoint import load_checkpoint
-    from cenfusion.engine.segmentation import (
-        build_datasets,
-        build_model,
-        evaluate,
-        format_scores,
-        load_model_state,
-    )
+    from cenfusion.engine.checkpoint import load_checkpoint, load_model_state
+    from cenfusion.engine.segmentation import build_datasets, build_model, evaluate, format_scores
 
     config = load_config(args.config, args.overrides)
     if config.task == "translation":
@@ -65,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_translation(config, args: argparse.Namespace) -> int:
-    from cenfusion.engine.checkpoint import load_checkpoint
-    from cenfusion.engine.segmentation import load_model_state
+    from cenfusion.engine.checkpoint import load_checkpoint, load_model_state
     from cenfusion.engine.translation import (
         build_datasets,
         build_model,

@@ -196,3 +196,30 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if torch.cuda.is_available() and "cuda" in state:
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_model_state(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path | str
+) -> None:
+    """``load_state_dict`` with an error that names the checkpoint and what does not fit."""
+    target = model.state_dict()
+    missing = [k for k in target if k not in state]
+    unexpected = [k for k in state if k not in target]
+    mismatched = [
+        f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in target.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or mismatched:
+        details = []
+        if missing:
+            details.append(f"missing {missing[:3]}")
+        if unexpected:
+            details.append(f"unexpected {unexpected[:3]}")
+        if mismatched:
+            details.append(f"shape mismatch {mismatched[:3]}")
+        raise ValueError(
+            f"checkpoint {str(path)!r} is for another architecture or number of modalities: "
+            + "; ".join(details)
+        )
+    model.load_state_dict(state)

@@ -11,13 +11,8 @@ from PIL import Image
 
 from cenfusion.config import Config, from_dict
 from cenfusion.data.segmentation.io import read_modality
-from cenfusion.engine.checkpoint import load_checkpoint, require_entries
-from cenfusion.engine.segmentation import (
-    build_model,
-    load_model_state,
-    modality_specs,
-    predict_probabilities,
-)
+from cenfusion.engine.checkpoint import load_checkpoint, load_model_state, require_entries
+from cenfusion.engine.segmentation import build_model, modality_specs, predict_probabilities
 from cenfusion.models.segmentation import CENSegmentationModel
 
 

@@ -19,11 +19,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import math
-import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,7 +29,6 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from cenfusion.analysis.exchange_stats import exchanged_fraction, exchanged_fraction_by_stage
 from cenfusion.config import Config
 from cenfusion.data.segmentation.modalities import (
     IMAGENET_RGB,
@@ -41,13 +37,6 @@ from cenfusion.data.segmentation.modalities import (
     Modality,
 )
 from cenfusion.engine import distributed
-from cenfusion.engine.checkpoint import (
-    find_resume_checkpoint,
-    require_entries,
-    restore_rng_state,
-    rng_state,
-    rotate_and_save,
-)
 from cenfusion.engine.faults import (
     NonFiniteLossError,
     StopRequests,
@@ -55,15 +44,9 @@ from cenfusion.engine.faults import (
     restore_buffers,
     snapshot_buffers,
 )
-from cenfusion.engine.loop import (
-    EpochProgress,
-    StepResult,
-    check_train_settings,
-    deterministic_mode,
-    epoch_batches,
-)
-from cenfusion.engine.run_log import RunLog, theorem_monitor, theorem_record
+from cenfusion.engine.loop import StepResult
 from cenfusion.engine.speed import apply_speed_options, prepare_inputs
+from cenfusion.engine.trainer import Trainer
 from cenfusion.metrics import ConfusionMatrix, SegmentationScores
 from cenfusion.models import create_model
 from cenfusion.models.fusion import auxiliary_loss
@@ -289,18 +272,14 @@ def freeze_batch_norm_statistics(model: nn.Module) -> None:
             module.eval()
 
 
-class SegmentationTrainer:
+class SegmentationTrainer(Trainer):
     """Train a CEN segmentation model from a config; resumable, logged, checkpointed; one
     process or several (torchrun)."""
 
+    kind = "segmentation"
+
     def __init__(self, config: Config, resume: bool | str = False, progress: bool = True) -> None:
-        self.config = config
-        self.output_dir = Path(config.output_dir)
-        self.device = distributed.setup()
-        self.main = distributed.is_main()
-        self.progress = progress and self.main
-        self.plan = check_train_settings(config)
-        torch.manual_seed(config.train.seed)
+        self._begin(config, progress)
         self.model = build_model(config).to(self.device)
         if config.train.sync_bn:
             distributed.convert_sync_batch_norm(self.model)
@@ -311,164 +290,63 @@ class SegmentationTrainer:
             config,
             wrap=functools.partial(distributed.wrap, device=self.device),
         )
-        distributed.seed_process(config.train.seed)
-        self.start_epoch = 0
-        self.resume_progress: EpochProgress | None = None
-        self.history: list[dict[str, Any]] = []
-        self.resumed = False
-        if resume:
-            self._resume(resume)
-        self.log = RunLog(
-            self.output_dir, self.model.modalities, config.train.tensorboard, self.main
-        )
+        self._finish_setup(resume)
 
-    def _resume(self, resume: bool | str) -> None:
-        path, payload = find_resume_checkpoint(resume, self.output_dir, self.main)
-        keys = ("model", "optimiser", "epoch", "rng")
-        require_entries(payload, keys, path, "a segmentation training checkpoint")
-        load_model_state(self.model, payload["model"], path)
-        self.optimiser.load_state_dict(payload["optimiser"])
-        self.start_epoch = int(payload["epoch"]) + 1
-        if "position" in payload:
-            epoch, progress = EpochProgress.from_json(payload["position"])
-            if epoch == self.start_epoch:
-                self.resume_progress = progress
-        state = distributed.rank_rng_state(payload)
-        if state is not None:
-            restore_rng_state(state)
-        self.history = json.loads(payload.get("history", "[]"))
-        self.resumed = True
-        if self.main:
-            where = f"epoch {self.start_epoch + 1}"
-            if self.resume_progress is not None:
-                where += f", step {self.resume_progress.step + 1}"
-            print(f"resumed from {path} at {where}")
+    def optimisers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"optimiser": self.optimiser}
 
-    def fit(self) -> list[dict[str, Any]]:
-        """Train to the end of the schedule; returns the per-epoch records.
+    def total_epochs(self) -> int:
+        return total_epochs(self.config)
 
-        Raises :class:`NonFiniteLossError` (``train.nonfinite: stop``) and
-        :class:`TrainingInterrupted` (SIGINT/SIGTERM, after saving a checkpoint).
-        """
-        config = self.config
-        epochs = total_epochs(config)
-        if self.main:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / "config.yaml").write_text(_yaml(config.to_dict()))
-            if self.resumed:  # drop records the checkpoint does not know (written after it)
-                self.log.rewrite(self.history)
-        deterministic = deterministic_mode(config.train.deterministic, config.train.seed)
-        with deterministic, StopRequests() as stop:
-            for epoch in range(self.start_epoch, epochs):
-                record = self.train_epoch(epoch, epochs, stop)
-                if config.train.eval_every and (
-                    (epoch + 1) % config.train.eval_every == 0 or epoch + 1 == epochs
-                ):
-                    scores = evaluate(
-                        self.model, self.datasets["val"], config, progress=self.progress
-                    )
-                    record["val"] = {name: s.as_dict() for name, s in scores.items()}
-                    if self.main:
-                        print(format_scores(scores, title=f"epoch {epoch + 1}/{epochs} validation"))
-                every = config.train.sample_every
-                if self.main and every and ((epoch + 1) % every == 0 or epoch + 1 == epochs):
-                    from cenfusion.engine.samples import save_segmentation_samples
+    def start_epoch_training(self, epoch: int) -> None:
+        self.model.train()
+        if self.config.train.freeze_bn:
+            freeze_batch_norm_statistics(self.model)
+        set_stage_learning_rates(self.optimiser, self.config, epoch)
 
-                    grid = save_segmentation_samples(
-                        self.model,
-                        self.datasets["val"],
-                        self.output_dir / "samples" / f"epoch_{epoch + 1:03d}.png",
-                        config.train.sample_images,
-                        config.data.ignore_index,
-                    )
-                    record["samples"] = str(grid.relative_to(self.output_dir))
-                self.history.append(record)
-                self.log.write(record, self.history)
-                self.save(epoch)
-        distributed.barrier()
-        self.log.close()
-        return self.history
+    def exchange_network(self) -> tuple[nn.Module, float]:
+        return self.model, self.config.model.bn_threshold
 
-    def train_epoch(
-        self, epoch: int, epochs: int, stop: StopRequests | None = None
-    ) -> dict[str, Any]:
-        config = self.config
-        model = self.model
-        model.train()
-        if config.train.freeze_bn:
-            freeze_batch_norm_statistics(model)
-        set_stage_learning_rates(self.optimiser, config, epoch)
-        steps = self.plan.steps(len(self.datasets["train"]), config.train.max_steps_per_epoch)
-        progress = EpochProgress()
-        if epoch == self.start_epoch and self.resume_progress is not None:
-            progress = self.resume_progress
-        batches = epoch_batches(
-            self.datasets["train"],
-            self.plan,
-            config.data.workers,
-            config.train.seed,
-            epoch,
-            distributed.rank(),
-            steps,
-            progress.step,
-            config.train.per_sample_rng,
-        )
-        start = time.perf_counter() - progress.seconds
-        bar = tqdm(
-            total=steps,
-            initial=progress.step,
-            desc=f"epoch {epoch + 1}/{epochs}",
-            disable=not self.progress,
-            leave=False,
-        )
-        theorem = theorem_monitor(model, config)
-        while progress.step < steps:
-            micro_batches = [next(batches) for _ in range(self.plan.accumulate_steps)]
-            result = self.train_step(micro_batches, epoch, progress.step, stop)
-            progress.add(result)
-            if not result.finite and self.main:
-                print(
-                    f"epoch {epoch + 1}, step {progress.step}: loss is "
-                    f"{result.parts.get('loss', float('nan'))}, step skipped (train.nonfinite)"
-                )
-            bar.set_postfix(
-                loss=f"{result.parts['loss']:.3f}", exchanged=f"{exchanged_fraction(model):.1%}"
-            )
-            bar.update()
-            progress.seconds = time.perf_counter() - start
-            if result.stop:
-                bar.close()
-                path = self.save(epoch - 1, progress.to_json(epoch))
-                raise TrainingInterrupted(
-                    f"interrupted at epoch {epoch + 1}, step {progress.step}: checkpoint saved "
-                    f"to {path}; continue with --resume",
-                    str(path) if path else None,
-                )
-            every = config.train.checkpoint_every
-            if every and progress.step % every == 0 and progress.step < steps:
-                self.save(epoch - 1, progress.to_json(epoch))
-        bar.close()
-        record = {
-            "epoch": epoch + 1,
-            **progress.means(),
+    def step_postfix(self, parts: dict[str, float]) -> dict[str, str]:
+        return {"loss": f"{parts['loss']:.3f}"}
+
+    def skipped_step_message(self, parts: dict[str, float]) -> str:
+        return f"loss is {parts.get('loss', float('nan'))}, step skipped (train.nonfinite)"
+
+    def epoch_record(self) -> dict[str, Any]:
+        return {
             "lr_encoder": self.optimiser.param_groups[0]["lr"],
             "lr_decoder": self.optimiser.param_groups[1]["lr"],
-            "alpha": model.ensemble.weights().tolist(),
-            "exchanged": exchanged_fraction(model),
-            "exchanged_per_stage": exchanged_fraction_by_stage(model),
-            "seconds": time.perf_counter() - start,
         }
-        if theorem is not None:
-            record["theorem1"] = theorem_record(model, config, theorem, config.model.bn_threshold)
-        if progress.skipped:
-            record["skipped_steps"] = progress.skipped
-        if self.main:
-            print(
-                f"epoch {epoch + 1}/{epochs}: loss {record.get('loss', float('nan')):.4f}, "
-                f"exchanged {record['exchanged']:.1%}, "
-                f"alpha {[round(a, 3) for a in record['alpha']]}, {record['seconds']:.1f} s"
+
+    def epoch_summary(self, record: dict[str, Any]) -> str:
+        return (
+            f"epoch {record['epoch']}/{self.total_epochs()}: "
+            f"loss {record.get('loss', float('nan')):.4f}, exchanged {record['exchanged']:.1%}, "
+            f"alpha {[round(a, 3) for a in record['alpha']]}, {record['seconds']:.1f} s"
+        )
+
+    def after_epoch(self, epoch: int, epochs: int, record: dict[str, Any]) -> None:
+        config = self.config
+        if config.train.eval_every and (
+            (epoch + 1) % config.train.eval_every == 0 or epoch + 1 == epochs
+        ):
+            scores = evaluate(self.model, self.datasets["val"], config, progress=self.progress)
+            record["val"] = {name: s.as_dict() for name, s in scores.items()}
+            if self.main:
+                print(format_scores(scores, title=f"epoch {epoch + 1}/{epochs} validation"))
+        every = config.train.sample_every
+        if self.main and every and ((epoch + 1) % every == 0 or epoch + 1 == epochs):
+            from cenfusion.engine.samples import save_segmentation_samples
+
+            grid = save_segmentation_samples(
+                self.model,
+                self.datasets["val"],
+                self.output_dir / "samples" / f"epoch_{epoch + 1:03d}.png",
+                config.train.sample_images,
+                config.data.ignore_index,
             )
-        return record
+            record["samples"] = str(grid.relative_to(self.output_dir))
 
     def train_step(
         self,
@@ -518,52 +396,6 @@ class SegmentationTrainer:
             return StepResult(totals, False, stop_now)
         self.optimiser.step()
         return StepResult(totals, True, stop_now)
-
-    def save(self, epoch: int, position: str | None = None) -> Path | None:
-        """Checkpoint after ``epoch`` (0-based; -1: none finished) and, with ``position``, the
-        steps done in the next one. Every process takes part (their RNG states are gathered);
-        rank 0 writes. Returns the path on rank 0."""
-        states = distributed.all_gather_objects(rng_state())
-        if not self.main:
-            return None
-        payload = {
-            "model": self.model.state_dict(),
-            "optimiser": self.optimiser.state_dict(),
-            "epoch": epoch,
-            "rng": states[0],
-            "config": json.dumps(self.config.to_dict()),
-            "history": json.dumps(self.history),
-        }
-        if len(states) > 1:
-            payload["rng_per_rank"] = states
-        if position is not None:
-            payload["position"] = position
-        return rotate_and_save(payload, self.output_dir)
-
-
-def load_model_state(model: nn.Module, state: dict[str, Tensor], path: Path | str) -> None:
-    """``load_state_dict`` with an error that names the checkpoint and what does not fit."""
-    target = model.state_dict()
-    missing = [k for k in target if k not in state]
-    unexpected = [k for k in state if k not in target]
-    mismatched = [
-        f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}"
-        for k, v in target.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or mismatched:
-        details = []
-        if missing:
-            details.append(f"missing {missing[:3]}")
-        if unexpected:
-            details.append(f"unexpected {unexpected[:3]}")
-        if mismatched:
-            details.append(f"shape mismatch {mismatched[:3]}")
-        raise ValueError(
-            f"checkpoint {str(path)!r} is for another architecture or number of modalities: "
-            + "; ".join(details)
-        )
-    model.load_state_dict(state)
 
 
 @torch.no_grad()
@@ -656,9 +488,3 @@ def format_scores(scores: dict[str, SegmentationScores], title: str = "") -> str
             f"{s.mean_iou * 100:>7.2f}%"
         )
     return "\n".join(lines)
-
-
-def _yaml(data: dict[str, Any]) -> str:
-    import yaml
-
-    return yaml.safe_dump(data, sort_keys=False)

@@ -21,9 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import json
 import math
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,33 +34,24 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from cenfusion.analysis.exchange_stats import exchanged_fraction, exchanged_fraction_by_stage
 from cenfusion.config import Config
 from cenfusion.engine import distributed
 from cenfusion.engine.checkpoint import (
-    find_resume_checkpoint,
+    load_model_state,
     require_entries,
     restore_rng_state,
     rng_state,
-    rotate_and_save,
 )
 from cenfusion.engine.faults import (
     NonFiniteLossError,
     StopRequests,
-    TrainingInterrupted,
     restore_buffers,
     snapshot_buffers,
 )
-from cenfusion.engine.loop import (
-    EpochProgress,
-    StepResult,
-    check_train_settings,
-    deterministic_mode,
-    epoch_batches,
-)
-from cenfusion.engine.run_log import RunLog, theorem_monitor, theorem_record
-from cenfusion.engine.segmentation import autocast_context, load_model_state
+from cenfusion.engine.loop import StepResult
+from cenfusion.engine.segmentation import autocast_context
 from cenfusion.engine.speed import apply_speed_options, prepare_inputs
+from cenfusion.engine.trainer import Trainer
 from cenfusion.metrics.image import (
     FID_SKIPPED_MESSAGE,
     FeatureExtractor,
@@ -331,18 +320,14 @@ def save_sample_grid(
     return path
 
 
-class TranslationTrainer:
+class TranslationTrainer(Trainer):
     """Train a CEN pix2pix model from a config; resumable, logged, checkpointed; one process or
     several (torchrun)."""
 
+    kind = "translation"
+
     def __init__(self, config: Config, resume: bool | str = False, progress: bool = True) -> None:
-        self.config = config
-        self.output_dir = Path(config.output_dir)
-        self.device = distributed.setup()
-        self.main = distributed.is_main()
-        self.progress = progress and self.main
-        self.plan = check_train_settings(config)
-        torch.manual_seed(config.train.seed)
+        self._begin(config, progress)
         self.model = build_model(config).to(self.device)
         check_image_sizes(config, self.model)
         if config.train.sync_bn:
@@ -366,162 +351,58 @@ class TranslationTrainer:
             wrap=functools.partial(distributed.wrap, device=self.device),
         )
         self.discriminate = distributed.wrap(self.model.discriminator, self.device)
-        distributed.seed_process(config.train.seed)
-        self.start_epoch = 0
-        self.resume_progress: EpochProgress | None = None
-        self.history: list[dict[str, Any]] = []
-        self.resumed = False
-        if resume:
-            self._resume(resume)
-        self.log = RunLog(
-            self.output_dir, self.model.modalities, config.train.tensorboard, self.main
-        )
+        self._finish_setup(resume)
 
-    def _resume(self, resume: bool | str) -> None:
-        path, payload = find_resume_checkpoint(resume, self.output_dir, self.main)
-        keys = ("model", "g_optimiser", "d_optimiser", "epoch", "rng")
-        require_entries(payload, keys, path, "a translation training checkpoint")
-        load_model_state(self.model, payload["model"], path)
-        self.g_optimiser.load_state_dict(payload["g_optimiser"])
-        self.d_optimiser.load_state_dict(payload["d_optimiser"])
-        self.start_epoch = int(payload["epoch"]) + 1
-        if "position" in payload:
-            epoch, progress = EpochProgress.from_json(payload["position"])
-            if epoch == self.start_epoch:
-                self.resume_progress = progress
-        state = distributed.rank_rng_state(payload)
-        if state is not None:
-            restore_rng_state(state)
-        self.history = json.loads(payload.get("history", "[]"))
-        self.resumed = True
-        if self.main:
-            where = f"epoch {self.start_epoch + 1}"
-            if self.resume_progress is not None:
-                where += f", step {self.resume_progress.step + 1}"
-            print(f"resumed from {path} at {where}")
+    def optimisers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"g_optimiser": self.g_optimiser, "d_optimiser": self.d_optimiser}
 
-    def fit(self) -> list[dict[str, Any]]:
-        """Train ``train.epochs`` epochs; returns the per-epoch records (see
-        :meth:`SegmentationTrainer.fit` for the faults it raises)."""
-        config = self.config
-        epochs = config.train.epochs
-        if self.main:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / "config.yaml").write_text(_yaml(config.to_dict()))
-            if self.resumed:  # drop records the checkpoint does not know (written after it)
-                self.log.rewrite(self.history)
-        deterministic = deterministic_mode(config.train.deterministic, config.train.seed)
-        with deterministic, StopRequests() as stop:
-            for epoch in range(self.start_epoch, epochs):
-                record = self.train_epoch(epoch, epochs, stop)
-                last = epoch + 1 == epochs
-                every = config.train.sample_every
-                if self.main and every and ((epoch + 1) % every == 0 or last):
-                    grid = save_sample_grid(
-                        self.model,
-                        self.datasets["val"],
-                        self.output_dir / "samples" / f"epoch_{epoch + 1:03d}.png",
-                        config.train.sample_images,
-                        config.eval.generator_mode,
-                    )
-                    record["samples"] = str(grid.relative_to(self.output_dir))
-                if config.train.eval_every and ((epoch + 1) % config.train.eval_every == 0 or last):
-                    scores = evaluate(
-                        self.model, self.datasets["val"], config, self.features, self.progress
-                    )
-                    record["val"] = {name: s.as_dict() for name, s in scores.items()}
-                    if self.main:
-                        title = f"epoch {epoch + 1}/{epochs} validation"
-                        print(format_image_scores(scores, title=title))
-                self.history.append(record)
-                self.log.write(record, self.history)
-                self.save(epoch)
-        distributed.barrier()
-        self.log.close()
-        return self.history
+    def total_epochs(self) -> int:
+        return self.config.train.epochs
 
-    def train_epoch(
-        self, epoch: int, epochs: int, stop: StopRequests | None = None
-    ) -> dict[str, Any]:
-        config = self.config
-        model = self.model
-        model.train()
-        steps = self.plan.steps(len(self.datasets["train"]), config.train.max_steps_per_epoch)
-        progress = EpochProgress()
-        if epoch == self.start_epoch and self.resume_progress is not None:
-            progress = self.resume_progress
-        batches = epoch_batches(
-            self.datasets["train"],
-            self.plan,
-            config.data.workers,
-            config.train.seed,
-            epoch,
-            distributed.rank(),
-            steps,
-            progress.step,
-            config.train.per_sample_rng,
-        )
-        start = time.perf_counter() - progress.seconds
-        bar = tqdm(
-            total=steps,
-            initial=progress.step,
-            desc=f"epoch {epoch + 1}/{epochs}",
-            disable=not self.progress,
-            leave=False,
-        )
-        theorem = theorem_monitor(model.generator, config)
-        while progress.step < steps:
-            micro_batches = [next(batches) for _ in range(self.plan.accumulate_steps)]
-            result = self.train_step(micro_batches, epoch, progress.step, stop)
-            progress.add(result)
-            parts = result.parts
-            if not result.finite and self.main:
-                print(
-                    f"epoch {epoch + 1}, step {progress.step}: loss is not finite "
-                    f"({parts}), step skipped (train.nonfinite)"
-                )
-            bar.set_postfix(
-                d=f"{parts.get('d_loss', float('nan')):.3f}",
-                g=f"{parts.get('g_loss', float('nan')):.2f}",
-                l1=f"{parts.get('l1_ensemble', float('nan')):.3f}",
-                exchanged=f"{exchanged_fraction(model):.1%}",
-            )
-            bar.update()
-            progress.seconds = time.perf_counter() - start
-            if result.stop:
-                bar.close()
-                path = self.save(epoch - 1, progress.to_json(epoch))
-                raise TrainingInterrupted(
-                    f"interrupted at epoch {epoch + 1}, step {progress.step}: checkpoint saved "
-                    f"to {path}; continue with --resume",
-                    str(path) if path else None,
-                )
-            every = config.train.checkpoint_every
-            if every and progress.step % every == 0 and progress.step < steps:
-                self.save(epoch - 1, progress.to_json(epoch))
-        bar.close()
-        record = {
-            "epoch": epoch + 1,
-            **progress.means(),
-            "alpha": model.ensemble.weights().tolist(),
-            "exchanged": exchanged_fraction(model),
-            "exchanged_per_stage": exchanged_fraction_by_stage(model),
-            "seconds": time.perf_counter() - start,
+    def exchange_network(self) -> tuple[nn.Module, float]:
+        return self.model.generator, self.config.model.insnorm_threshold
+
+    def step_postfix(self, parts: dict[str, float]) -> dict[str, str]:
+        return {
+            "d": f"{parts.get('d_loss', float('nan')):.3f}",
+            "g": f"{parts.get('g_loss', float('nan')):.2f}",
+            "l1": f"{parts.get('l1_ensemble', float('nan')):.3f}",
         }
-        if theorem is not None:
-            threshold = config.model.insnorm_threshold
-            record["theorem1"] = theorem_record(model.generator, config, theorem, threshold)
-        if progress.skipped:
-            record["skipped_steps"] = progress.skipped
-        if self.main:
-            print(
-                f"epoch {epoch + 1}/{epochs}: D {record.get('d_loss', float('nan')):.4f}, "
-                f"G {record.get('g_loss', float('nan')):.4f}, "
-                f"L1 ensemble {record.get('l1_ensemble', float('nan')):.4f}, "
-                f"exchanged {record['exchanged']:.1%}, "
-                f"alpha {[round(a, 3) for a in record['alpha']]}, {record['seconds']:.1f} s"
+
+    def skipped_step_message(self, parts: dict[str, float]) -> str:
+        return f"loss is not finite ({parts}), step skipped (train.nonfinite)"
+
+    def epoch_summary(self, record: dict[str, Any]) -> str:
+        return (
+            f"epoch {record['epoch']}/{self.total_epochs()}: "
+            f"D {record.get('d_loss', float('nan')):.4f}, "
+            f"G {record.get('g_loss', float('nan')):.4f}, "
+            f"L1 ensemble {record.get('l1_ensemble', float('nan')):.4f}, "
+            f"exchanged {record['exchanged']:.1%}, "
+            f"alpha {[round(a, 3) for a in record['alpha']]}, {record['seconds']:.1f} s"
+        )
+
+    def after_epoch(self, epoch: int, epochs: int, record: dict[str, Any]) -> None:
+        config = self.config
+        last = epoch + 1 == epochs
+        every = config.train.sample_every
+        if self.main and every and ((epoch + 1) % every == 0 or last):
+            grid = save_sample_grid(
+                self.model,
+                self.datasets["val"],
+                self.output_dir / "samples" / f"epoch_{epoch + 1:03d}.png",
+                config.train.sample_images,
+                config.eval.generator_mode,
             )
-        return record
+            record["samples"] = str(grid.relative_to(self.output_dir))
+        if config.train.eval_every and ((epoch + 1) % config.train.eval_every == 0 or last):
+            scores = evaluate(
+                self.model, self.datasets["val"], config, self.features, self.progress
+            )
+            record["val"] = {name: s.as_dict() for name, s in scores.items()}
+            if self.main:
+                title = f"epoch {epoch + 1}/{epochs} validation"
+                print(format_image_scores(scores, title=title))
 
     def train_step(
         self,
@@ -636,33 +517,6 @@ class TranslationTrainer:
             self.model.discriminator.load_state_dict(disc_state)
             self.d_optimiser.load_state_dict(d_optimiser_state)
         return StepResult(parts, False, stop)
-
-    def save(self, epoch: int, position: str | None = None) -> Path | None:
-        """Checkpoint after ``epoch`` (0-based; -1: none finished) and, with ``position``, the
-        steps done in the next one; every process takes part, rank 0 writes."""
-        states = distributed.all_gather_objects(rng_state())
-        if not self.main:
-            return None
-        payload = {
-            "model": self.model.state_dict(),
-            "g_optimiser": self.g_optimiser.state_dict(),
-            "d_optimiser": self.d_optimiser.state_dict(),
-            "epoch": epoch,
-            "rng": states[0],
-            "config": json.dumps(self.config.to_dict()),
-            "history": json.dumps(self.history),
-        }
-        if len(states) > 1:
-            payload["rng_per_rank"] = states
-        if position is not None:
-            payload["position"] = position
-        return rotate_and_save(payload, self.output_dir)
-
-
-def _yaml(data: dict[str, Any]) -> str:
-    import yaml
-
-    return yaml.safe_dump(data, sort_keys=False)
 
 
 # --- prediction on image files ---------------------------------------------------------------
