@@ -13,7 +13,7 @@ $py -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cu
     | tee -a "$out/cuda_gpu.txt"
 
 echo "== tests/cuda"
-timeout -k 5 "${TESTS_S:-150}" $py -m pytest -q -p no:cacheprovider -rs tests/cuda \
+timeout -k 5 "${TESTS_S:-300}" $py -m pytest -q -p no:cacheprovider -rs tests/cuda \
     2>&1 | tee "$out/cuda_tests.log"
 
 suite() { timeout -k 5 "$1" $py -m benchmarks.run --device cuda --warmup 3 --repeats 10 "${@:2}"; }
