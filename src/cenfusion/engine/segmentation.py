@@ -328,21 +328,18 @@ class SegmentationTrainer(Trainer):
 
     def after_epoch(self, epoch: int, epochs: int, record: dict[str, Any]) -> None:
         config = self.config
-        if config.train.eval_every and (
-            (epoch + 1) % config.train.eval_every == 0 or epoch + 1 == epochs
-        ):
+        if self.due(config.train.eval_every, epoch, epochs):
             scores = evaluate(self.model, self.datasets["val"], config, progress=self.progress)
             record["val"] = {name: s.as_dict() for name, s in scores.items()}
             if self.main:
                 print(format_scores(scores, title=f"epoch {epoch + 1}/{epochs} validation"))
-        every = config.train.sample_every
-        if self.main and every and ((epoch + 1) % every == 0 or epoch + 1 == epochs):
+        if self.main and self.due(config.train.sample_every, epoch, epochs):
             from cenfusion.engine.samples import save_segmentation_samples
 
             grid = save_segmentation_samples(
                 self.model,
                 self.datasets["val"],
-                self.output_dir / "samples" / f"epoch_{epoch + 1:03d}.png",
+                self.samples_path(epoch),
                 config.train.sample_images,
                 config.data.ignore_index,
             )

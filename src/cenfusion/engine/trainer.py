@@ -123,6 +123,16 @@ class Trainer:
 
     # --- shared ---------------------------------------------------------------------------
 
+    @staticmethod
+    def due(every: int, epoch: int, epochs: int) -> bool:
+        """Whether a thing done every ``every`` epochs (0: never) runs after ``epoch``
+        (0-based) of ``epochs``; the last epoch always counts."""
+        return bool(every) and ((epoch + 1) % every == 0 or epoch + 1 == epochs)
+
+    def samples_path(self, epoch: int) -> Path:
+        """Where the sample grid after ``epoch`` goes."""
+        return self.output_dir / "samples" / f"epoch_{epoch + 1:03d}.png"
+
     def _resume(self, resume: bool | str) -> None:
         path, payload = find_resume_checkpoint(resume, self.output_dir, self.main)
         optimisers = self.optimisers()

@@ -384,18 +384,18 @@ class TranslationTrainer(Trainer):
 
     def after_epoch(self, epoch: int, epochs: int, record: dict[str, Any]) -> None:
         config = self.config
-        last = epoch + 1 == epochs
-        every = config.train.sample_every
-        if self.main and every and ((epoch + 1) % every == 0 or last):
+        # samples first, then validation, as before: under eval.generator_mode train both draw
+        # dropout masks from the global random stream, so their order is part of a run's result
+        if self.main and self.due(config.train.sample_every, epoch, epochs):
             grid = save_sample_grid(
                 self.model,
                 self.datasets["val"],
-                self.output_dir / "samples" / f"epoch_{epoch + 1:03d}.png",
+                self.samples_path(epoch),
                 config.train.sample_images,
                 config.eval.generator_mode,
             )
             record["samples"] = str(grid.relative_to(self.output_dir))
-        if config.train.eval_every and ((epoch + 1) % config.train.eval_every == 0 or last):
+        if self.due(config.train.eval_every, epoch, epochs):
             scores = evaluate(
                 self.model, self.datasets["val"], config, self.features, self.progress
             )
