@@ -152,12 +152,12 @@ def build_cen(name: str, num_modalities: int, settings: Settings) -> nn.Module:
 
 def realistic_scaling_factors(model: nn.Module, seed: int = 0) -> None:
     """~30 % of every private norm's scaling factors below its exchange threshold."""
-    from cenfusion.nn.norm import _ModalityNorm
+    from cenfusion.nn.norm import ModalityNorm
 
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, _ModalityNorm):
+            if isinstance(module, ModalityNorm):
                 threshold = module.exchange_threshold or 2e-2
                 u = torch.rand(module.weight.shape, generator=generator)
                 module.weight.copy_(torch.where(u < 0.3, u * threshold, 0.5 + u))

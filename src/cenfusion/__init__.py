@@ -3,6 +3,7 @@
 from cenfusion import nn
 from cenfusion.convert import convert
 from cenfusion.models import create_backbone, create_model, create_plain_backbone
+from cenfusion.tasks import get_task  # registers the tasks' config sections
 
 __version__ = "0.1.0"
 
@@ -12,5 +13,6 @@ __all__ = [
     "create_backbone",
     "create_model",
     "create_plain_backbone",
+    "get_task",
     "nn",
 ]

@@ -4,6 +4,11 @@ A key has one name from YAML to command-line override to object field: ``train.b
 in the file, ``train.batch_size=4`` on the command line, ``config.train.batch_size`` in code.
 Unknown keys and values of the wrong type are refused with the dotted key and what was
 expected, so a typo never silently falls back to a default.
+
+The sections here hold what every task shares; each task adds its own fields by subclassing
+them and registering the result (:func:`register_task_sections`; the task objects of
+:mod:`cenfusion.tasks` do so), so a segmentation config has no translation keys and the other
+way round. ``task`` picks the sections a file is read with.
 """
 
 from __future__ import annotations
@@ -12,122 +17,61 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+DEFAULT_TASK = "segmentation"
+SECTION_NAMES = ("model", "data", "optim", "train", "eval")
+
 
 @dataclass
 class ModelConfig:
-    # refinenet | pspnet (segmentation); pix2pix (translation)
-    arch: str = "refinenet"
-    # resnet18 | resnet34 | resnet50 | resnet101 | resnet152
-    backbone: str = "resnet50"
-    # classes of the label maps (ignore_index is not one of them)
-    num_classes: int = 40
+    # the architecture of the task (segmentation: refinenet | pspnet; translation: pix2pix)
+    arch: str = ""
     # input modalities, in stacking order (translation: the input domains)
     modalities: list[str] = field(default_factory=lambda: ["rgb", "depth"])
-    # theta: a channel whose |gamma| falls below it takes the other modalities' mean
-    bn_threshold: float = 2e-2
     # false: no exchange, the norms stay L1 sites (the "private BN + L1" ablation)
     exchange: bool = True
-    # norms of each residual block that exchange (default bn2 / basic bn1; "all")
-    exchange_norms: list[str] | None = None
-    # local torchvision-format ImageNet state dict for the backbone (never downloaded)
-    pretrained: str | None = None
-    # 32 | 16 | 8 (dilated); default 32 for RefineNet, 8 for PSPNet
-    output_stride: int | None = None
-    # activated: relu(x) + f(relu(x)) as the public code; input: x + f(relu(x))
-    rcu_residual: str = "activated"
-    # RefineNet (deepest, other) widths, default (512, 256); PSPNet: [width]
-    decoder_channels: list[int] | None = None
-    # decoder dropout; default 0.5 (RefineNet; pix2pix's first 3 up blocks), 0.1 (PSPNet)
-    dropout: float | None = None
     # cen | concat | average | align | self_attention (cenfusion.models.fusion)
     fusion: str = "cen"
     # where a baseline fuses: early | middle | late | all, or stage numbers (1-based)
     fusion_stages: str | list[int] = "all"
-    # false: every modality its own convolutions (segmentation ablation)
-    share_convs: bool = True
-    # false: one BatchNorm shared by all modalities (segmentation ablation)
-    private_norms: bool = True
-    # translation: the output domain
-    target: str | None = None
-    # translation: generator width
-    ngf: int = 64
-    # translation: discriminator width
-    ndf: int = 64
-    # translation: U-Net depth; image sides must be multiples of 2**num_downs
-    num_downs: int = 8
-    # translation: theta of the instance norms
-    insnorm_threshold: float = 1e-2
+    # decoder dropout; default 0.5 (RefineNet; pix2pix's first 3 up blocks), 0.1 (PSPNet)
+    dropout: float | None = None
 
 
 @dataclass
 class DataConfig:
-    # nyudv2 | sunrgbd | folder; translation: taskonomy | folder
-    format: str = "nyudv2"
+    # the layout of the data set (segmentation: nyudv2 | sunrgbd | folder; translation:
+    # taskonomy | folder)
+    format: str = ""
     # the data set folder; list files and image paths are relative to it
-    root: str = "data/nyudv2"
+    root: str = ""
     # list file of the training split
     train_list: str = "train.txt"
     # list file of the validation split
     val_list: str = "val.txt"
-    # NYUDv2 depth: stored value times this gives metres
-    depth_scale: float = 1 / 5000
-    # label value that no loss or metric counts
-    ignore_index: int = 255
-    # accept 8-bit depth PNGs (refused by default: usually a mistake)
-    allow_8bit_depth: bool = False
-    # training crop (H, W), padded with ignore_index where the image is smaller
+    # training crop (H, W)
     crop_size: list[int] = field(default_factory=lambda: [500, 500])
-    # random rescaling range of the training images
-    scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
-    # the rescaled short side is kept at least this long
-    min_short_side: int = 350
     # probability of a horizontal flip in training
     flip_prob: float = 0.5
     # validation images resized to (H, W); None: evaluated at their own size
     val_resize: list[int] | None = None
     # DataLoader worker processes
     workers: int = 0
-    # folder format: the label folder
-    label_folder: str = "label"
-    # folder format: the label file extension
-    label_ext: str = "png"
-    # per modality, keyword arguments of cenfusion.data.segmentation.Modality (channels,
-    # scale, mean, std, norm, interpolation, pad_value, folder, ext); translation: fields of
-    # cenfusion.data.translation.Domain per domain (log, min_value, max_value, folder, ext)
+    # per modality, how it is stored and normalised (segmentation: keyword arguments of
+    # cenfusion.data.segmentation.Modality: channels, scale, mean, std, norm, interpolation,
+    # pad_value, folder, ext; translation: fields of cenfusion.data.translation.Domain: log,
+    # min_value, max_value, folder, ext)
     modality_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # translation: images resized to this, then cropped to crop_size
-    load_size: list[int] = field(default_factory=lambda: [286, 286])
-
-
-@dataclass
-class StageConfig:
-    # epochs of this stage
-    epochs: int = 100
-    # SGD learning rate of the backbone in this stage
-    encoder_lr: float = 5e-4
-    # SGD learning rate of the decoder and the ensemble in this stage
-    decoder_lr: float = 3e-3
 
 
 @dataclass
 class OptimConfig:
-    # segmentation: the schedule, one learning-rate pair per stage
-    stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
-    # SGD momentum (segmentation)
-    momentum: float = 0.9
-    # SGD weight decay (segmentation)
-    weight_decay: float = 1e-5
-    # translation: Adam learning rate of the generator
-    generator_lr: float = 2e-4
-    # translation: Adam learning rate of the discriminator
-    discriminator_lr: float = 2e-4
-    # translation: Adam betas
-    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    """The optimiser: every field belongs to a task (see its section)."""
 
 
 @dataclass
@@ -138,10 +82,7 @@ class TrainConfig:
     lam: float = 2e-4
     # which scaling factors the L1 term covers: none | disjoint (1/M share each) | all
     sparsity: str = "disjoint"
-    l1_per_output: bool = False  # public-code compatibility: the L1 term once per output
     align_weight: float = 0.1  # weight of the MMD loss of model.fusion: align
-    # keep the BatchNorm running statistics fixed (the paper's recipe); gamma and beta train
-    freeze_bn: bool = False
     # seed of the initialisation, the shuffle order and the augmentation
     seed: int = 0
     # fp32 | bf16 (autocast on CPU and CUDA; slow on CPUs without hardware bf16)
@@ -171,10 +112,6 @@ class TrainConfig:
     checkpoint_every: int = 0
     # also write TensorBoard event files to output_dir/tensorboard (the tensorboard extra)
     tensorboard: bool = False
-    # translation: epochs (segmentation's schedule is optim.stages)
-    epochs: int = 300
-    # translation: weight of the L1 reconstruction term of every output
-    l1_weight: float = 100.0
     # epochs between sample grids of validation predictions in output_dir/samples (0: none)
     sample_every: int = 1
     # validation images in a sample grid
@@ -183,61 +120,107 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    # test-time scales (probabilities averaged over them)
-    scales: list[float] = field(default_factory=lambda: [1.0])
-    # also average over horizontal flips
-    flip: bool = False
-    # bilinear | bicubic (the public code) resizing of the logits to the label size
-    logits_resize: str = "bilinear"
     # evaluation batch size
     batch_size: int = 1
-    # translation: local Inception weights for FID/KID (default: the fid extra's file)
-    inception_weights: str | None = None
-    # translation: eval (running statistics) | train (the public code)
-    generator_mode: str = "eval"
-    # translation: KID subsets
-    kid_subsets: int = 50
-    # translation: KID subset size (capped at the number of images)
-    kid_subset_size: int = 1000
+
+
+@dataclass(frozen=True)
+class TaskSections:
+    """The section classes of one task (subclasses of the shared ones above)."""
+
+    model: type = ModelConfig
+    data: type = DataConfig
+    optim: type = OptimConfig
+    train: type = TrainConfig
+    eval: type = EvalConfig
+
+
+_TASK_SECTIONS: dict[str, TaskSections] = {}
+
+
+def register_task_sections(task: str, sections: TaskSections) -> None:
+    """Make ``task`` a valid ``task:`` of configs, read with ``sections``."""
+    _TASK_SECTIONS[task] = sections
+
+
+def task_sections(task: str) -> TaskSections:
+    """The sections a ``task:`` config is read with."""
+    if task not in _TASK_SECTIONS:
+        raise ValueError(f"task: expected one of {sorted(_TASK_SECTIONS)}, got {task!r}")
+    return _TASK_SECTIONS[task]
+
+
+def registered_tasks() -> tuple[str, ...]:
+    return tuple(_TASK_SECTIONS)
 
 
 @dataclass
 class Config:
-    # segmentation | translation
-    task: str = "segmentation"
+    # the task, which decides the fields of every section (segmentation | translation)
+    task: str = DEFAULT_TASK
     # checkpoints, metrics.jsonl, config.yaml and samples go here
     output_dir: str = "runs/default"
-    # the network (below)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    # the data (below)
-    data: DataConfig = field(default_factory=DataConfig)
-    # the optimiser (below)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    # the training loop (below)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    # evaluation (below)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    # the network
+    model: ModelConfig = None  # type: ignore[assignment]
+    # the data
+    data: DataConfig = None  # type: ignore[assignment]
+    # the optimiser
+    optim: OptimConfig = None  # type: ignore[assignment]
+    # the training loop
+    train: TrainConfig = None  # type: ignore[assignment]
+    # evaluation
+    eval: EvalConfig = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        """Sections not given are the task's defaults (``Config(task="translation")``)."""
+        sections = task_sections(self.task)
+        for name in SECTION_NAMES:
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(sections, name)())
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
+def shipped_configs() -> dict[str, Path]:
+    """``{name: path}`` of the configs that come with the package (``cenfusion/configs``)."""
+    folder = Path(str(resources.files("cenfusion") / "configs"))
+    return {path.stem: path for path in sorted(folder.glob("*.yaml"))}
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A config file given as a path, or by the name of a shipped config (with or without
+    ``.yaml``): ``synthetic_refinenet18`` is the demo's."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = shipped_configs()
+    name = path.name.removesuffix(".yaml")
+    if len(path.parts) <= 2 and name in shipped and path.parent.name in ("", "configs"):
+        return shipped[name]
+    raise FileNotFoundError(
+        f"config {str(name_or_path)!r} does not exist (neither a file nor a shipped config: "
+        f"{', '.join(shipped)})"
+    )
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (or the defaults) and apply ``dotted.key=value`` overrides."""
+    """Read a YAML config (a path or a shipped config's name; or the defaults) and apply
+    ``dotted.key=value`` overrides."""
     data: dict[str, Any] = {}
+    where = "config"
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config {str(path)!r} does not exist")
+        file = resolve_config_path(path)
+        where = str(path)
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(file.read_text()) or {}
         except yaml.YAMLError as error:
-            raise ValueError(f"config {str(path)!r} is not valid YAML: {error}") from error
+            raise ValueError(f"config {where!r} is not valid YAML: {error}") from error
         if not isinstance(data, dict):
-            raise ValueError(f"config {str(path)!r}: expected a mapping at the top level")
+            raise ValueError(f"config {where!r}: expected a mapping at the top level")
     for override in overrides or []:
         apply_override(data, override)
-    return from_dict(Config, data, where=str(path) if path else "config")
+    return config_from_dict(data, where)
 
 
 def apply_override(data: dict[str, Any], override: str) -> None:
@@ -252,6 +235,81 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         if not isinstance(node, dict):
             raise ValueError(f"override {override!r}: {part!r} is not a section")
     node[parts[-1]] = yaml.safe_load(raw)
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> Config:
+    """A :class:`Config` from a nested dict (a YAML file's, or a checkpoint's), each section
+    read with the classes of its ``task``.
+
+    A key that belongs to another task's section is refused, naming that task, unless it holds
+    that task's default: configs written by earlier versions, whose sections held the fields of
+    every task, load unchanged.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping for Config, got {data!r}")
+    task = data.get("task", DEFAULT_TASK)
+    if not isinstance(task, str):
+        raise ValueError(f"{where}.task: expected a string, got {task!r}")
+    sections = task_sections(task)
+    top = [f.name for f in dataclasses.fields(Config)]
+    unknown = [k for k in data if k not in top]
+    if unknown:
+        raise ValueError(f"{where}: unknown key {unknown[0]!r}; valid keys: {top}")
+    values: dict[str, Any] = {"task": task}
+    if "output_dir" in data:
+        values["output_dir"] = _convert(str, data["output_dir"], f"{where}.output_dir")
+    for name in SECTION_NAMES:
+        section = data.get(name, {})
+        if section is None:
+            section = {}
+        cls = getattr(sections, name)
+        section = _without_other_tasks_defaults(section, name, task, f"{where}.{name}")
+        values[name] = from_dict(cls, section, f"{where}.{name}")
+    return Config(**values)
+
+
+def _without_other_tasks_defaults(section: Any, name: str, task: str, where: str) -> Any:
+    """``section`` without the keys that only another task's section has, when they hold that
+    task's default (see :func:`config_from_dict`); any other value of such a key is an error."""
+    if not isinstance(section, dict):
+        return section
+    own = {f.name for f in dataclasses.fields(getattr(task_sections(task), name))}
+    kept = {}
+    for key, value in section.items():
+        owner = None if key in own else _other_task_with_key(name, key, task)
+        if owner is None:
+            kept[key] = value
+            continue
+        cls = getattr(task_sections(owner), name)
+        default = _field_default(cls, key)
+        try:
+            matches = _convert(typing.get_type_hints(cls)[key], value, where) == default
+        except ValueError:
+            matches = False
+        if not matches:
+            raise ValueError(
+                f"{where}.{key} is a setting of {owner}, not of {task} (task: {task}); "
+                f"valid keys: {sorted(own)}"
+            )
+    return kept
+
+
+def _other_task_with_key(section: str, key: str, task: str) -> str | None:
+    for other, sections in _TASK_SECTIONS.items():
+        if other != task and key in {
+            f.name for f in dataclasses.fields(getattr(sections, section))
+        }:
+            return other
+    return None
+
+
+def _field_default(cls: type, name: str) -> Any:
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+            return f.default
+    raise KeyError(name)
 
 
 def from_dict(cls: type, data: Any, where: str) -> Any:

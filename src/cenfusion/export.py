@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from cenfusion.tasks import load_trained
+
 FORMATS = ("onnx", "torchscript")
 
 
@@ -130,20 +132,8 @@ def export_checkpoint(
     checkpoint: str | Path, output: str | Path, fmt: str, size: tuple[int, int] | None = None
 ) -> Path:
     """``cenfusion export``: rebuild a checkpoint's model and write it as ``fmt``."""
-    from cenfusion.engine.checkpoint import load_checkpoint
-    from cenfusion.engine.predict import checkpoint_config
-
     if fmt not in FORMATS:
         raise ValueError(f"--format: expected one of {FORMATS}, got {fmt!r}")
-    payload = load_checkpoint(checkpoint)
-    config = checkpoint_config(payload, checkpoint)
-    if config.task == "translation":
-        from cenfusion.engine.translation import load_trained_translation
-
-        model, _ = load_trained_translation(checkpoint, payload)
-    else:
-        from cenfusion.engine.predict import load_trained_model
-
-        model, _ = load_trained_model(checkpoint, payload)
+    _, model, _ = load_trained(checkpoint)
     writer = export_onnx if fmt == "onnx" else export_torchscript
     return writer(model.eval(), output, size)

@@ -10,6 +10,7 @@ from torch import nn
 from cenfusion.config import load_config
 from cenfusion.engine.checkpoint import save_checkpoint
 from cenfusion.nn import ModalityBatchNorm2d, exchange_sites
+from cenfusion.tasks import get_task
 
 
 class TwoSites(nn.Module):
@@ -61,12 +62,9 @@ TRANSLATION = [
 
 def write_checkpoint(path, overrides: list[str], seed: int = 0):
     """Build the model a config describes, give it varied gammas, save it as training does."""
-    from cenfusion.engine import segmentation, translation
-
     config = load_config(None, [f"output_dir={path.parent}", *overrides])
-    build = translation.build_model if config.task == "translation" else segmentation.build_model
     torch.manual_seed(seed)
-    model = build(config)
+    model = get_task(config.task).build_model(config)
     set_gammas(model, seed)
     save_checkpoint({"model": model.state_dict(), "config": json.dumps(config.to_dict())}, path)
     return path, model, config

@@ -1,8 +1,6 @@
 import pytest
 import torch
 
-from tests.engine.conftest import synthetic_nyudv2, tiny_config  # noqa: F401 - fixtures
-
 
 @pytest.fixture(autouse=True)
 def full_fp32():
@@ -11,3 +9,8 @@ def full_fp32():
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     yield
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
+
+
+@pytest.fixture
+def tiny_config(segmentation_config):
+    return segmentation_config

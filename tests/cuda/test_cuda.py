@@ -12,9 +12,10 @@ import torch
 
 from cenfusion.config import TrainConfig
 from cenfusion.engine.checkpoint import load_checkpoint, load_model_state
-from cenfusion.engine.segmentation import SegmentationTrainer, build_model
 from cenfusion.engine.speed import apply_speed_options, prepare_inputs
-from tests.speed.test_options import (
+from cenfusion.tasks import get_task
+from cenfusion.tasks.segmentation.training import build_model
+from tests.engine.test_speed import (
     assert_compiled_matches_eager,
     assert_same_step,
     relative_l2,
@@ -22,6 +23,8 @@ from tests.speed.test_options import (
     tiny_generator,
     tiny_segmentation,
 )
+
+SEGMENTATION = get_task("segmentation")
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no CUDA device: these tests run on a GPU machine"
@@ -92,14 +95,14 @@ def test_trainer_on_cuda_resumes_to_the_same_weights(tiny_config, tmp_path):
     """Interrupted after epoch 1 and resumed = trained straight; close, not bit-equal: the
     backward of bilinear upsampling on CUDA adds with atomics in no fixed order."""
     settings = ("train.deterministic=true", "train.eval_every=0", "train.sample_every=0")
-    whole = SegmentationTrainer(tiny_config(*settings, f"output_dir={tmp_path / 'a'}"),
+    whole = SEGMENTATION.trainer(tiny_config(*settings, f"output_dir={tmp_path / 'a'}"),
                                 progress=False)  # fmt: skip
     assert whole.device.type == "cuda"
     whole.fit()
     one_epoch = "optim.stages=[{epochs: 1, encoder_lr: 0.01, decoder_lr: 0.01}]"
-    SegmentationTrainer(tiny_config(*settings, one_epoch, f"output_dir={tmp_path / 'b'}"),
+    SEGMENTATION.trainer(tiny_config(*settings, one_epoch, f"output_dir={tmp_path / 'b'}"),
                         progress=False).fit()  # fmt: skip
-    resumed = SegmentationTrainer(
+    resumed = SEGMENTATION.trainer(
         tiny_config(*settings, f"output_dir={tmp_path / 'b'}"), resume=True, progress=False
     )
     assert resumed.start_epoch == 1
@@ -116,8 +119,8 @@ def test_trainer_on_cuda_with_every_speed_option(tiny_config, tmp_path):
         "train.precision=bf16", "train.channels_last=true", "train.compile=true",
         "optim.stages=[{epochs: 1}]", "train.sample_every=0", f"output_dir={tmp_path / 'run'}",
     )  # fmt: skip
-    trainer = SegmentationTrainer(config, progress=False)
-    assert type(trainer.forward).__name__ == "OptimizedModule"
+    trainer = SEGMENTATION.trainer(config, progress=False)
+    assert type(trainer.parts.step.forward).__name__ == "OptimizedModule"
     history = trainer.fit()
     assert torch.isfinite(torch.tensor(history[-1]["loss"]))
     assert 0 <= history[-1]["val"]["ensemble"]["mean_iou"] <= 1

@@ -5,9 +5,11 @@ import torch
 
 from cenfusion.engine import distributed
 from cenfusion.engine.loop import BatchPlan, EpochBatches, epoch_order
-from cenfusion.engine.segmentation import SegmentationTrainer
-from cenfusion.nn import ModalityBatchNorm2d
+from cenfusion.nn import ModalityBatchNorm2d, SyncModalityBatchNorm2d, convert_sync_batch_norm
+from cenfusion.tasks import get_task
 from tests.engine.helpers import final_weights, metrics, run_training, write_config
+
+SEGMENTATION = get_task("segmentation")
 
 
 def test_the_epoch_order_is_the_one_earlier_versions_shuffled():
@@ -46,8 +48,8 @@ def test_synchronised_batch_norm_is_the_plain_norm_in_one_process():
     plain = ModalityBatchNorm2d(4, 2)
     synced = ModalityBatchNorm2d(4, 2)
     synced.load_state_dict(plain.state_dict())
-    assert distributed.convert_sync_batch_norm(torch.nn.Sequential(synced)) == 1
-    assert type(synced) is distributed.SyncModalityBatchNorm2d
+    assert convert_sync_batch_norm(torch.nn.Sequential(synced)) == 1
+    assert type(synced) is SyncModalityBatchNorm2d
     x = torch.randn(6, 4, 5, 5)
     torch.testing.assert_close(synced(x), plain(x), rtol=0, atol=0)
     assert synced.state_dict().keys() == plain.state_dict().keys()
@@ -64,7 +66,7 @@ def test_two_processes_train_as_one_on_the_same_global_batch(tiny_config, tmp_pa
     """
     settings = ("model.dropout=0.0", "train.sync_bn=true", "train.per_sample_rng=true",
                 "optim.stages=[{epochs: 1, encoder_lr: 0.01, decoder_lr: 0.01}]")  # fmt: skip
-    single = SegmentationTrainer(tiny_config(*settings, f"output_dir={tmp_path / 'one'}"),
+    single = SEGMENTATION.trainer(tiny_config(*settings, f"output_dir={tmp_path / 'one'}"),
                                  progress=False)  # fmt: skip
     single.fit()
     config = tiny_config(*settings, f"output_dir={tmp_path / 'two'}")

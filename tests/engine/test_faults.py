@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from cenfusion.cli import main
-from cenfusion.engine import segmentation as engine
 from cenfusion.engine.checkpoint import load_checkpoint
 from cenfusion.engine.faults import NonFiniteLossError, TrainingInterrupted
-from cenfusion.engine.segmentation import SegmentationTrainer
+from cenfusion.tasks import get_task
+from cenfusion.tasks.segmentation import training as engine
+from cenfusion.tasks.segmentation.training import SegmentationStep
 from tests.engine.helpers import (
     child_env,
     final_weights,
@@ -22,6 +23,8 @@ from tests.engine.helpers import (
     train_command,
     write_config,
 )
+
+SEGMENTATION = get_task("segmentation")
 
 # 2 epochs x 2 steps of 2 samples, a checkpoint after every step, validation at the end
 FAULT_RUN = ("train.checkpoint_every=1", "train.eval_every=2")
@@ -60,7 +63,7 @@ def kill_after_checkpoints(config_file, output_dir, checkpoints: int, delay: flo
 def test_sigkill_at_random_points_then_resume_reproduces_the_uninterrupted_run(
     tiny_config, tmp_path
 ):
-    whole = SegmentationTrainer(tiny_config(*FAULT_RUN, f"output_dir={tmp_path / 'whole'}"),
+    whole = SEGMENTATION.trainer(tiny_config(*FAULT_RUN, f"output_dir={tmp_path / 'whole'}"),
                                 progress=False)  # fmt: skip
     whole.fit()
     killed_dir = tmp_path / "killed"
@@ -77,7 +80,7 @@ def test_sigkill_at_random_points_then_resume_reproduces_the_uninterrupted_run(
 
 def interrupt_at_step(trainer, step: int):
     """Deliver SIGINT to this process during the given (0-based) optimiser step."""
-    original = trainer.train_step
+    original = trainer.parts.step
     calls = {"n": 0}
 
     def train_step(*args, **kwargs):
@@ -86,17 +89,17 @@ def interrupt_at_step(trainer, step: int):
         calls["n"] += 1
         return original(*args, **kwargs)
 
-    trainer.train_step = train_step
+    trainer.parts.step = train_step
 
 
 def test_ctrl_c_saves_the_current_step_and_resume_continues_exactly(tiny_config, tmp_path):
-    whole = SegmentationTrainer(
+    whole = SEGMENTATION.trainer(
         tiny_config("train.max_steps_per_epoch=3", f"output_dir={tmp_path / 'whole'}"),
         progress=False,
     )
     whole.fit()
     config = tiny_config("train.max_steps_per_epoch=3", f"output_dir={tmp_path / 'cut'}")
-    first = SegmentationTrainer(config, progress=False)
+    first = SEGMENTATION.trainer(config, progress=False)
     interrupt_at_step(first, 4)  # the second step of the second epoch
     # the handler the process started with: default_int_handler, or SIG_IGN in a background job
     before = signal.getsignal(signal.SIGINT)
@@ -105,7 +108,7 @@ def test_ctrl_c_saves_the_current_step_and_resume_continues_exactly(tiny_config,
     assert signal.getsignal(signal.SIGINT) is before  # handlers restored
     payload = load_checkpoint(tmp_path / "cut" / "last.pt")
     assert payload["epoch"] == 0 and '"step": 2' in payload["position"]
-    resumed = SegmentationTrainer(config, resume=True, progress=False)
+    resumed = SEGMENTATION.trainer(config, resume=True, progress=False)
     resumed.fit()
     assert states_equal(resumed.model.state_dict(), whole.model.state_dict())
     assert metrics(tmp_path / "cut") == metrics(tmp_path / "whole")
@@ -113,13 +116,13 @@ def test_ctrl_c_saves_the_current_step_and_resume_continues_exactly(tiny_config,
 
 def test_ctrl_c_in_the_command_exits_130_with_a_message(tiny_config, tmp_path, monkeypatch,
                                                         capsys):  # fmt: skip
-    original = SegmentationTrainer.train_step
+    original = SegmentationStep.__call__
 
     def train_step(self, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGINT)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(SegmentationTrainer, "train_step", train_step)
+    monkeypatch.setattr(SegmentationStep, "__call__", train_step)
     config_file = write_config(tiny_config(), tmp_path / "tiny.yaml")
     assert main(["train", str(config_file), "--no-progress"]) == 130
     error = capsys.readouterr().err
@@ -145,18 +148,20 @@ def poison_step(monkeypatch, step: int):
 def test_a_skipped_non_finite_step_leaves_weights_optimiser_and_statistics_untouched(
     tiny_config, monkeypatch, capsys
 ):
-    trainer = SegmentationTrainer(
+    trainer = SEGMENTATION.trainer(
         tiny_config("train.nonfinite=skip", "optim.stages=[{epochs: 1}]", "train.eval_every=0"),
         progress=False,
     )
-    trainer.train_step([next(iter(make_loader(trainer)))], 0, 0)  # one good step: momentum
+    trainer.parts.step([next(iter(make_loader(trainer)))], 0, 0)  # one good step: momentum
     model_before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    momentum_before = [s["momentum_buffer"].clone() for s in trainer.optimiser.state.values()]
+    momentum_before = [
+        s["momentum_buffer"].clone() for s in trainer.optimisers["optimiser"].state.values()
+    ]
     poison_step(monkeypatch, 0)
-    result = trainer.train_step([next(iter(make_loader(trainer)))], 0, 1)
+    result = trainer.parts.step([next(iter(make_loader(trainer)))], 0, 1)
     assert not result.finite
     assert states_equal(trainer.model.state_dict(), model_before)  # incl. running statistics
-    after = [s["momentum_buffer"] for s in trainer.optimiser.state.values()]
+    after = [s["momentum_buffer"] for s in trainer.optimisers["optimiser"].state.values()]
     assert all(torch.equal(a, b) for a, b in zip(after, momentum_before, strict=True))
     poison_step(monkeypatch, 1)
     (record,) = trainer.fit()
@@ -171,7 +176,7 @@ def make_loader(trainer):
 
 
 def test_a_non_finite_loss_stops_naming_the_step_before_any_update(tiny_config, monkeypatch):
-    trainer = SegmentationTrainer(tiny_config(), progress=False)
+    trainer = SEGMENTATION.trainer(tiny_config(), progress=False)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     poison_step(monkeypatch, 2)
     with pytest.raises(NonFiniteLossError, match=r"nan at epoch 2, step 1: stopping"):
@@ -185,10 +190,10 @@ def test_accumulating_two_micro_batches_equals_the_batch_of_both(tiny_config, tm
     dropout is off: the cross-entropies are normalised by the global batch's labelled pixels."""
     common = ("train.freeze_bn=true", "model.dropout=0.0", "train.batch_size=4",
               "train.eval_every=0")  # fmt: skip
-    whole = SegmentationTrainer(tiny_config(*common, f"output_dir={tmp_path / 'a'}"),
+    whole = SEGMENTATION.trainer(tiny_config(*common, f"output_dir={tmp_path / 'a'}"),
                                 progress=False)  # fmt: skip
     whole.fit()
-    accumulated = SegmentationTrainer(
+    accumulated = SEGMENTATION.trainer(
         tiny_config(*common, "train.accumulate_steps=2", f"output_dir={tmp_path / 'b'}"),
         progress=False,
     )
@@ -204,7 +209,7 @@ def test_accumulating_two_micro_batches_equals_the_batch_of_both(tiny_config, tm
 def test_deterministic_runs_are_bit_identical(tiny_config, tmp_path):
     runs = []
     for name in ("a", "b"):
-        trainer = SegmentationTrainer(
+        trainer = SEGMENTATION.trainer(
             tiny_config("train.deterministic=true", "train.eval_every=0",
                         f"output_dir={tmp_path / name}"),
             progress=False,

@@ -9,7 +9,9 @@ import pytest
 from PIL import Image
 
 from cenfusion.engine.run_log import flatten
-from cenfusion.engine.segmentation import SegmentationTrainer
+from cenfusion.tasks import get_task
+
+SEGMENTATION = get_task("segmentation")
 
 
 def read_csv(path):
@@ -38,7 +40,7 @@ def test_flatten_names_nested_scalars_and_alpha_by_modality():
 
 def test_training_logs_csv_stages_theorem_and_samples(tiny_config):
     config = tiny_config("model.exchange=false", "train.sparsity=disjoint", "train.eval_every=2")
-    history = SegmentationTrainer(config, progress=False).fit()
+    history = SEGMENTATION.trainer(config, progress=False).fit()
     out = Path(config.output_dir)
     rows = read_csv(out / "metrics.csv")
     assert len(rows) == len(history) == 2
@@ -58,14 +60,14 @@ def test_training_logs_csv_stages_theorem_and_samples(tiny_config):
 
 
 def test_exchanging_runs_do_not_log_theorem_1(tiny_config):
-    history = SegmentationTrainer(tiny_config(), progress=False).fit()
+    history = SEGMENTATION.trainer(tiny_config(), progress=False).fit()
     assert "theorem1" not in history[0]
 
 
 def test_tensorboard_without_the_package_is_a_clear_error(tiny_config, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
     with pytest.raises(RuntimeError, match=r"cenfusion\[tensorboard\]"):
-        SegmentationTrainer(tiny_config("train.tensorboard=true"), progress=False)
+        SEGMENTATION.trainer(tiny_config("train.tensorboard=true"), progress=False)
 
 
 def test_tensorboard_event_files_hold_the_scalars(tiny_config):
@@ -73,7 +75,7 @@ def test_tensorboard_event_files_hold_the_scalars(tiny_config):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     config = tiny_config("train.tensorboard=true")
-    SegmentationTrainer(config, progress=False).fit()
+    SEGMENTATION.trainer(config, progress=False).fit()
     events = EventAccumulator(str(Path(config.output_dir) / "tensorboard"))
     events.Reload()
     tags = events.Tags()["scalars"]

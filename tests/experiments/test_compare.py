@@ -7,9 +7,12 @@ import torch
 
 from cenfusion.cli import main
 from cenfusion.config import load_config
-from cenfusion.engine.segmentation import segmentation_loss, stack_batch
 from cenfusion.experiments import Comparison
 from cenfusion.experiments import runner as runner_module
+from cenfusion.tasks import SegmentationTask, get_task
+from cenfusion.tasks.segmentation.training import build_datasets, build_model, segmentation_loss
+
+SEGMENTATION = get_task("segmentation")
 
 
 def test_every_segmentation_method_trains_and_evaluates_through_the_runner(
@@ -69,8 +72,6 @@ def test_finished_runs_are_not_trained_again(segmentation_yaml, tmp_path, monkey
 def test_a_run_cut_off_after_an_epoch_resumes_to_the_uninterrupted_result(
     segmentation_yaml, tmp_path
 ):
-    from cenfusion.engine.segmentation import SegmentationTrainer
-
     # two epochs, validation at the end only (so "killed after epoch 1" is train + save)
     schedule = ["optim.stages=[{epochs: 2, encoder_lr: 0.01, decoder_lr: 0.01}]"]
     schedule.append("train.eval_every=2")
@@ -79,7 +80,7 @@ def test_a_run_cut_off_after_an_epoch_resumes_to_the_uninterrupted_result(
     ).run()
     cut = Comparison(str(segmentation_yaml), ["cen"], 1, tmp_path / "cut", schedule, progress=False)
     (variant,) = cut.variants()
-    trainer = SegmentationTrainer(cut.cell_config(variant, 0), progress=False)
+    trainer = SEGMENTATION.trainer(cut.cell_config(variant, 0), progress=False)
     trainer.history.append(trainer.train_epoch(0, 2))
     trainer.save(0)  # as if killed after the first epoch
     resumed = cut.run()
@@ -91,14 +92,14 @@ def test_a_run_cut_off_after_an_epoch_resumes_to_the_uninterrupted_result(
 def test_diverged_and_failed_runs_are_reported_not_dropped(
     segmentation_yaml, tmp_path, monkeypatch
 ):
-    real_trainer = runner_module._trainer
+    real_trainer = SegmentationTask.trainer
 
-    def trainer(config, resume):
+    def trainer(self, config, resume=False, progress=True):
         if config.model.fusion == "concat":
             raise RuntimeError("out of memory (simulated)")
-        return real_trainer(config, resume)
+        return real_trainer(self, config, resume, progress)
 
-    monkeypatch.setattr(runner_module, "_trainer", trainer)
+    monkeypatch.setattr(SegmentationTask, "trainer", trainer)
     # lambda = NaN makes the L1 term NaN: only CEN has L1 sites, so only CEN diverges
     report = Comparison(
         str(segmentation_yaml), ["cen", "concat-early", "average-early"], 1, tmp_path,
@@ -110,7 +111,7 @@ def test_diverged_and_failed_runs_are_reported_not_dropped(
     table = (tmp_path / "results.md").read_text()
     assert "| `cen` |" in table and "0/1 ok (1 diverged)" in table
     assert "0/1 ok (1 failed)" in table and "out of memory (simulated)" in table
-    monkeypatch.setattr(runner_module, "_trainer", real_trainer)
+    monkeypatch.setattr(SegmentationTask, "trainer", real_trainer)
     retried = Comparison(
         str(segmentation_yaml), ["concat-early"], 1, tmp_path, ["train.lam=.nan"],
         retry_failed=True, progress=False,
@@ -145,13 +146,12 @@ def test_compare_cli_refuses_a_missing_data_set_before_training(tmp_path, capsys
 
 
 def test_the_alignment_loss_enters_the_segmentation_loss(segmentation_yaml):
-    from cenfusion.engine.segmentation import build_datasets, build_model
-
     config = load_config(str(segmentation_yaml), ["model.fusion=align", "train.align_weight=2"])
     model = build_model(config).train()
     batch = torch.utils.data.default_collate([build_datasets(config)["train"][i] for i in (0, 1)])
-    inputs, label = stack_batch(batch, model.modalities)
-    loss, parts = segmentation_loss(model, model.forward_stacked(inputs), label, config)
+    label = batch["label"]
+    outputs = model({m: batch[m] for m in model.modalities}, label.shape[-2:], stacked=True)
+    loss, parts = segmentation_loss(model, outputs, label, config)
     assert parts["align"] > 0
     without = parts["loss"] - parts["align"]
     assert without == pytest.approx(parts["ce_branches"] + parts["ce_ensemble"] + parts["l1"])

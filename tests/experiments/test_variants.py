@@ -16,10 +16,13 @@ def test_groups_expand_to_every_method_once():
 
 
 def test_translation_skips_the_segmentation_ablations_of_a_group_and_refuses_them_by_name():
-    names = [v.name for v in resolve_variants(["all"], ["texture", "reshading"], "translation")]
+    names = [
+        v.name
+        for v in resolve_variants(["all"], ["texture", "reshading"], backbone_ablations=False)
+    ]
     assert "unshared-convs" not in names and "cen" in names and "align-late" in names
     with pytest.raises(ValueError, match="ablation of the segmentation backbone"):
-        resolve_variants(["shared-bn"], ["a", "b"], "translation")
+        resolve_variants(["shared-bn"], ["a", "b"], backbone_ablations=False)
 
 
 def test_unknown_methods_are_refused_with_the_valid_names():

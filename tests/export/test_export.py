@@ -9,9 +9,10 @@ import torch
 from cenfusion.cli import main
 from cenfusion.config import load_config
 from cenfusion.data.synthetic.writers import write_nyudv2
-from cenfusion.engine.predict import load_trained_model
-from cenfusion.engine.segmentation import SegmentationTrainer
 from cenfusion.nn import exchange_sites
+from cenfusion.tasks import get_task, load_trained
+
+SEGMENTATION = get_task("segmentation")
 
 SHAPES = [(1, 64, 96), (3, 96, 64)]  # (batch, H, W), none of them the traced (2, 64, 96)
 
@@ -31,7 +32,7 @@ def segmentation_checkpoint(tmp_path_factory):
             "model.decoder_channels=[8, 8]",
         ],
     )
-    trainer = SegmentationTrainer(config, progress=False)
+    trainer = SEGMENTATION.trainer(config, progress=False)
     with torch.no_grad():
         for _, norm in exchange_sites(trainer.model):
             norm.weight[0, : norm.num_features // 2] = 1e-3
@@ -41,7 +42,7 @@ def segmentation_checkpoint(tmp_path_factory):
 
 
 def reference_outputs(checkpoint, inputs):
-    model, _ = load_trained_model(checkpoint)
+    _, model, _ = load_trained(checkpoint)
     with torch.no_grad():
         out = model(dict(zip(("rgb", "depth"), inputs, strict=True)))
     return [out["rgb"], out["depth"], out["ensemble"]]

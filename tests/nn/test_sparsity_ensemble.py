@@ -7,6 +7,7 @@ from torch import nn
 from cenfusion.nn import (
     Ensemble,
     ModalityBatchNorm2d,
+    StackedOutputs,
     chunk_bounds,
     penalised_scaling_factors,
     sparsity_penalty,
@@ -83,7 +84,7 @@ def test_ensemble_is_softmax_weighted_sum_of_detached_branches(num_modalities):
 def test_named_outputs_carry_each_modality_and_the_ensemble():
     ens = Ensemble(2)
     outs = torch.arange(8.0).view(4, 2)
-    named = ens.named_outputs(outs, ["rgb", "depth"])
+    named = StackedOutputs(outs, ens(outs)).named(["rgb", "depth"])
     assert list(named) == ["rgb", "depth", "ensemble"]
     assert torch.equal(named["depth"], outs[2:])
     torch.testing.assert_close(named["ensemble"], (outs[:2] + outs[2:]) / 2)

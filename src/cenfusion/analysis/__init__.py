@@ -11,12 +11,13 @@ from cenfusion.analysis.feature_maps import (
     ChannelGroup,
     GroupFeatures,
     channel_groups,
+    display_images,
     group_feature_maps,
-    read_sample,
     sample_feature_groups,
     site_features,
 )
 from cenfusion.analysis.output_gradients import OutputGradientMonitor
+from cenfusion.analysis.probes import ExchangeProbe, TheoremProbe
 from cenfusion.analysis.scaling_factors import (
     SiteStatistics,
     find_site,
@@ -31,10 +32,12 @@ from cenfusion.analysis.theorem import AttractionCheck, attraction_check, attrac
 __all__ = [
     "AttractionCheck",
     "ChannelGroup",
+    "ExchangeProbe",
     "ExchangeStats",
     "GroupFeatures",
     "OutputGradientMonitor",
     "SiteStatistics",
+    "TheoremProbe",
     "attraction_check",
     "attraction_probability",
     "channel_groups",
@@ -43,7 +46,7 @@ __all__ = [
     "format_statistics",
     "gamma_statistics",
     "group_feature_maps",
-    "read_sample",
+    "display_images",
     "sample_feature_groups",
     "scaling_factors",
     "site_features",

@@ -16,15 +16,14 @@ modalities' values instead (``after_exchange=True``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cenfusion.config import Config
 from cenfusion.nn import channel_exchange, modality_view
 
 
@@ -133,103 +132,43 @@ def site_features(
     return modality_view(features, num_modalities).cpu()
 
 
-def read_sample(
-    model: nn.Module, config: Config, files: Mapping[str, str | Path]
-) -> tuple[Tensor, dict[str, np.ndarray]]:
-    """Read one input set ``{modality: file}`` as ``cenfusion predict`` does for ``config``.
-
-    Returns the stacked network input ``(M, C, H, W)`` and, per modality, a display image
-    ``(H, W, 3)`` in [0, 1] (the normalised input stretched to its own range).
-    """
-    modalities = tuple(model.modalities)
-    missing = [m for m in modalities if m not in files]
-    extra = [m for m in files if m not in modalities]
-    if missing or extra:
-        raise ValueError(
-            f"this model takes modalities {list(modalities)} (one --<modality> PATH each); "
-            f"missing {missing}, unexpected {extra}"
-        )
-    for name in modalities:
-        if not Path(files[name]).is_file():
-            raise FileNotFoundError(f"--{name}: {str(files[name])!r} does not exist")
-    if config.task == "translation":
-        per_modality = _read_translation(model, config, files)
-    else:
-        per_modality = _read_segmentation(config, files)
-    sizes = {name: tuple(t.shape[-2:]) for name, t in per_modality.items()}
-    if len(set(sizes.values())) > 1:
-        named = {name: str(files[name]) for name in sizes}
-        raise ValueError(f"modalities differ in size: {named} {sizes}")
-    stacked = _stack(model, {name: per_modality[name][None] for name in modalities})
-    return stacked, {name: _display(per_modality[name]) for name in modalities}
+def display_images(inputs: Mapping[str, Tensor]) -> dict[str, np.ndarray]:
+    """Per modality, a display image ``(H, W, 3)`` in [0, 1] of a normalised ``(C, H, W)``
+    input (stretched to its own range)."""
+    return {name: _display(tensor) for name, tensor in inputs.items()}
 
 
 def sample_feature_groups(
     model: nn.Module,
-    config: Config,
-    files: Mapping[str, str | Path],
+    inputs: Mapping[str, Tensor],
     site: str,
     threshold: float,
     after_exchange: bool = False,
+    mode: contextlib.AbstractContextManager | None = None,
 ) -> tuple[list[GroupFeatures], dict[str, np.ndarray]]:
     """The paper's feature-map view of one input set at exchange site ``site``.
 
-    Reads ``files`` as :func:`read_sample`, runs ``model`` in inference mode (a translation
-    generator in ``eval.generator_mode``, as ``cenfusion predict`` does) and groups the site's
-    channels by ``|gamma| >= threshold``; the features are each branch's own (before the
-    exchange at ``site``) unless ``after_exchange``. Returns the groups and the display images.
+    ``inputs``: ``{modality: (C, H, W)}`` as the model was trained to see them (the task reads
+    them from files); ``mode``: the inference mode to run in (default: ``model.eval()``; a
+    translation generator runs in its configured mode, as ``cenfusion predict`` does). Groups
+    the site's channels by ``|gamma| >= threshold``; the features are each branch's own (before
+    the exchange at ``site``) unless ``after_exchange``. Returns the groups and the display
+    images.
     """
     modules = dict(model.named_modules())
     if site not in modules or not hasattr(modules[site], "weight"):
         raise ValueError(f"model has no exchange site named {site!r}")
     norm = modules[site]
-    inputs, images = read_sample(model, config, files)
-    inputs = inputs.to(norm.weight.device)
+    sizes = {name: tuple(t.shape[-2:]) for name, t in inputs.items()}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"modalities differ in size: {sizes}")
+    stacked = model.stack({name: tensor[None] for name, tensor in inputs.items()})
     model.eval()
-    if config.task == "translation":
-        from cenfusion.engine.translation import generator_mode
-
-        with generator_mode(model, config.eval.generator_mode):
-            features = site_features(model, site, inputs, norm.num_modalities, after_exchange)
-    else:
-        features = site_features(model, site, inputs, norm.num_modalities, after_exchange)
+    with mode if mode is not None else contextlib.nullcontext():
+        features = site_features(model, site, stacked, norm.num_modalities, after_exchange)
     gamma = norm.weight.detach().float().cpu()
     groups = group_feature_maps(features[:, 0], gamma, threshold, tuple(model.modalities))
-    return groups, images
-
-
-def _stack(model: nn.Module, inputs: dict[str, Tensor]) -> Tensor:
-    """Stack with the model's own input edge (the backbone's or the generator's)."""
-    for part in ("backbone", "generator"):
-        module = getattr(model, part, None)
-        if module is not None and hasattr(module, "stack"):
-            return module.stack(inputs)
-    raise ValueError(f"{type(model).__name__}: no backbone or generator to stack inputs with")
-
-
-def _read_segmentation(config: Config, files: Mapping[str, str | Path]) -> dict[str, Tensor]:
-    from cenfusion.data.segmentation.io import read_modality
-    from cenfusion.engine.segmentation import modality_specs
-
-    tensors = {}
-    for spec in modality_specs(config):
-        stored = read_modality(
-            Path(files[spec.name]),
-            where="command line",
-            name=spec.name,
-            channels=spec.channels,
-            require_16bit=spec.require_16bit,
-        )
-        tensors[spec.name] = torch.from_numpy(spec.normalise(stored)).permute(2, 0, 1).float()
-    return tensors
-
-
-def _read_translation(
-    model: nn.Module, config: Config, files: Mapping[str, str | Path]
-) -> dict[str, Tensor]:
-    from cenfusion.engine.translation import read_translation_inputs
-
-    return read_translation_inputs(model.modalities, config, files)
+    return groups, display_images(inputs)
 
 
 def _display(image: Tensor) -> np.ndarray:

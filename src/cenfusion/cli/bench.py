@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import cenfusion
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -26,8 +28,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def find_checkout() -> Path | None:
     """The repository root holding ``benchmarks/run.py``: the current directory's, or that of
     an editable install of cenfusion."""
-    import cenfusion
-
     candidates = [Path.cwd(), Path(cenfusion.__file__).resolve().parents[2]]
     for root in candidates:
         if (root / "benchmarks" / "run.py").is_file():

@@ -13,6 +13,8 @@ import shlex
 import shutil
 from pathlib import Path
 
+from cenfusion.experiments import Comparison
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -42,8 +44,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cenfusion.experiments import Comparison
-
     if args.seeds < 1:
         raise ValueError(f"--seeds: expected at least 1, got {args.seeds}")
     command = ["cenfusion", "compare", args.config, *args.overrides]

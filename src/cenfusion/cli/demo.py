@@ -1,8 +1,9 @@
 """``cenfusion demo``: the whole segmentation pipeline on the built-in synthetic scenes.
 
-Generates the NYUDv2-format synthetic set if it is absent, trains
-``configs/synthetic_refinenet18.yaml`` (a few minutes on 2 CPU cores), evaluates every branch
-and the ensemble, prints the table, and saves a prediction picture. ``make demo`` runs it.
+Generates the NYUDv2-format synthetic set if it is absent, trains the shipped config
+``synthetic_refinenet18`` (a few minutes on 2 CPU cores), evaluates every branch and the
+ensemble, prints the table, and saves a prediction picture. ``make demo`` runs it; it needs
+nothing but the installed package (data and runs go below the current directory).
 """
 
 from __future__ import annotations
@@ -11,14 +12,24 @@ import argparse
 import time
 from pathlib import Path
 
-DEFAULT_CONFIG = "configs/synthetic_refinenet18.yaml"
+import numpy as np
+from PIL import Image
+
+from cenfusion.config import load_config
+from cenfusion.data.synthetic.preview import colorize
+from cenfusion.data.synthetic.writers import write_nyudv2
+from cenfusion.tasks import get_task, load_trained
+
+DEFAULT_CONFIG = "synthetic_refinenet18"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo", help="generate synthetic RGB-D scenes, train CEN, evaluate, predict"
     )
-    parser.add_argument("--config", default=DEFAULT_CONFIG)
+    parser.add_argument(
+        "--config", default=DEFAULT_CONFIG, help="a config file or a shipped config's name"
+    )
     parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides")
     parser.add_argument("--n-train", type=int, default=600)
     parser.add_argument("--n-val", type=int, default=100)
@@ -27,40 +38,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cenfusion.config import load_config
-    from cenfusion.data.synthetic.writers import write_nyudv2
-    from cenfusion.engine.predict import load_trained_model, predict_files
-    from cenfusion.engine.segmentation import (
-        SegmentationTrainer,
-        build_datasets,
-        evaluate,
-        format_scores,
-    )
-
     start = time.perf_counter()
     config = load_config(args.config, args.overrides)
+    task = get_task(config.task)
     root = Path(config.data.root)
     if not (root / config.data.train_list).is_file():
         print(f"generating {args.n_train} + {args.n_val} synthetic scenes in {root}")
         write_nyudv2(root, n_train=args.n_train, n_val=args.n_val, progress=not args.no_progress)
-    trainer = SegmentationTrainer(config, resume=False, progress=not args.no_progress)
+    trainer = task.trainer(config, resume=False, progress=not args.no_progress)
     trainer.fit()
     model = trainer.model
-    dataset = build_datasets(config, ("val",))["val"]
-    scores = evaluate(model, dataset, config, progress=not args.no_progress)
-    print(
-        format_scores(scores, title=f"\nCEN on synthetic RGB-D, {len(dataset)} validation scenes")
-    )
+    dataset = task.build_datasets(config, ("val",))["val"]
+    scores = task.evaluate(model, dataset, config, progress=not args.no_progress)
+    title = f"\nCEN on synthetic RGB-D, {len(dataset)} validation scenes"
+    print(task.format_scores(scores, title=title))
     best_single = max(scores[m].mean_iou for m in model.modalities)
     ensemble = scores["ensemble"].mean_iou
     verdict = "beats" if ensemble > best_single else "does not beat"
     print(f"ensemble mIoU {ensemble:.2%} {verdict} the best single branch ({best_single:.2%})")
-    model, trained_config = load_trained_model(Path(config.output_dir) / "last.pt")
+    task, model, trained_config = load_trained(Path(config.output_dir) / "last.pt")
     panels = []
     for index in range(3):
         files = {name: path for name, path in dataset.files(index).items() if name != "label"}
         output = Path(config.output_dir) / "predictions" / f"{dataset.sample_id(index)}.png"
-        paths = predict_files(model, trained_config, files, output)
+        paths = task.predict_files(model, trained_config, files, output)
         panels.append(_panel(dataset, index, paths["labels"]))
     picture = Path(config.output_dir) / "prediction.png"
     _save_rows(panels, picture)
@@ -71,11 +72,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _panel(dataset, index: int, labels_png: Path):
     """One row: the RGB input, the colourised depth, the ground truth and the prediction."""
-    import numpy as np
-    from PIL import Image
-
-    from cenfusion.data.synthetic.preview import colorize
-
     stored = dataset.read(index)
     rgb = np.asarray(stored["rgb"], dtype=np.uint8)
     depth = colorize("depth", np.asarray(stored["depth"], dtype=np.float64)[..., 0])
@@ -86,9 +82,6 @@ def _panel(dataset, index: int, labels_png: Path):
 
 
 def _save_rows(rows, path: Path) -> None:
-    import numpy as np
-    from PIL import Image
-
     gap = np.full((4, rows[0].shape[1], 3), 255, dtype=np.uint8)
     stacked = [part for row in rows for part in (row, gap)][:-1]
     Image.fromarray(np.concatenate(stacked, axis=0)).save(path)

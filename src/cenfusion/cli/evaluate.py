@@ -6,6 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+from cenfusion.config import load_config
+from cenfusion.tasks import EvaluateOptions, get_task
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evaluate", help="evaluate a checkpoint on a split")
@@ -28,62 +31,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cenfusion.config import load_config
-    from cenfusion.engine.checkpoint import load_checkpoint, load_model_state
-    from cenfusion.engine.segmentation import build_datasets, build_model, evaluate, format_scores
-
     config = load_config(args.config, args.overrides)
-    if config.task == "translation":
-        return _run_translation(config, args)
-    if args.save_images:
-        raise ValueError("--save-images applies to translation only")
-    if args.scales:
-        config.eval.scales = list(args.scales)
-    if args.flip:
-        config.eval.flip = True
-    model = build_model(config)
-    payload = load_checkpoint(args.checkpoint)
-    load_model_state(model, payload["model"], args.checkpoint)
-    dataset = build_datasets(config, (args.split,))[args.split]
-    scores = evaluate(model, dataset, config, progress=not args.no_progress)
-    scales = ", ".join(f"{s:g}" for s in config.eval.scales)
-    title = f"{args.split} split, {len(dataset)} images, scales [{scales}]"
-    title += ", flip" if config.eval.flip else ""
-    print(format_scores(scores, title=title))
-    out = args.json or Path(args.checkpoint).with_name(f"scores_{args.split}.json")
-    out.write_text(json.dumps({name: s.as_dict() for name, s in scores.items()}, indent=2) + "\n")
-    print(f"wrote {out}")
-    if args.save_images:
-        print(f"wrote the images to {args.save_images} (input*, fake*, real)")
-    return 0
-
-
-def _run_translation(config, args: argparse.Namespace) -> int:
-    from cenfusion.engine.checkpoint import load_checkpoint, load_model_state
-    from cenfusion.engine.translation import (
-        build_datasets,
-        build_model,
-        evaluate,
-        inception_features,
+    task = get_task(config.task)
+    options = EvaluateOptions(
+        tuple(args.scales) if args.scales else None, args.flip, args.save_images
     )
-    from cenfusion.metrics.image import format_image_scores
-
-    if args.scales or args.flip:
-        raise ValueError("--scales and --flip apply to segmentation only")
-    features = inception_features(config, announce=False)  # the table says why FID is n/a
-    model = build_model(config)
-    payload = load_checkpoint(args.checkpoint)
-    load_model_state(model, payload["model"], args.checkpoint)
-    dataset = build_datasets(config, (args.split,))[args.split]
-    scores = evaluate(
-        model, dataset, config, features, not args.no_progress, save_dir=args.save_images
+    scores, title = task.evaluate_checkpoint(
+        config, args.checkpoint, args.split, options, progress=not args.no_progress
     )
-    inputs = " + ".join(model.modalities)
-    title = (
-        f"{args.split} split, {len(dataset)} images, {inputs} -> {config.model.target}, "
-        f"generator in {config.eval.generator_mode} mode"
-    )
-    print(format_image_scores(scores, title=title))
+    print(task.format_scores(scores, title=title))
     out = args.json or Path(args.checkpoint).with_name(f"scores_{args.split}.json")
     out.write_text(json.dumps({name: s.as_dict() for name, s in scores.items()}, indent=2) + "\n")
     print(f"wrote {out}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from cenfusion.export import export_checkpoint
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -28,8 +30,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cenfusion.export import export_checkpoint
-
     path = export_checkpoint(
         args.checkpoint, args.output, args.format, tuple(args.size) if args.size else None
     )

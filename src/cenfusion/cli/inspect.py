@@ -31,6 +31,19 @@ import argparse
 import json
 from pathlib import Path
 
+from cenfusion.analysis import (
+    find_site,
+    format_statistics,
+    sample_feature_groups,
+    scaling_factors,
+    site_statistics,
+    site_thresholds,
+)
+from cenfusion.analysis.plots import plot_feature_groups, plot_scaling_factors
+from cenfusion.cli.predict import parse_modality_flags
+from cenfusion.nn import exchange_sites
+from cenfusion.tasks import load_trained
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -61,8 +74,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cenfusion.cli.predict import parse_modality_flags
-
     files = parse_modality_flags(args.extra)
     if files and not args.features:
         raise ValueError(f"--{next(iter(files))} is an input for --features, which is not given")
@@ -76,11 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if args.layers and not args.plot:
         raise ValueError("--layers chooses the layers of --plot, which is not given")
 
-    from cenfusion.analysis import find_site, format_statistics, scaling_factors, site_statistics
-    from cenfusion.analysis.scaling_factors import site_thresholds
-    from cenfusion.nn import exchange_sites
-
-    model, config = _load(args.checkpoint)
+    task, model, config = load_trained(args.checkpoint)
     sites = [name for name, _ in exchange_sites(model)]
     if not sites:
         raise ValueError(f"checkpoint {args.checkpoint!r}: the model has no exchange sites")
@@ -91,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     if threshold is None and any(
         norm.exchange_threshold is None for _, norm in exchange_sites(model)
     ):
-        key = "insnorm_threshold" if config.task == "translation" else "bn_threshold"
+        key = task.threshold_key
         threshold = getattr(config.model, key)
         print(f"exchange is off in this model: counting |γ| < {threshold:g} (model.{key})")
     stats = site_statistics(model, threshold)
@@ -106,8 +113,6 @@ def run(args: argparse.Namespace) -> int:
 
     thresholds = site_thresholds(model, threshold)
     if args.plot:
-        from cenfusion.analysis.plots import plot_scaling_factors
-
         written = plot_scaling_factors(
             scaling_factors(model),
             tuple(model.modalities),
@@ -118,32 +123,17 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"wrote {written}")
     if args.features:
-        from cenfusion.analysis import sample_feature_groups
-        from cenfusion.analysis.plots import plot_feature_groups
-
         site = feature_layer or sites[len(sites) // 2]
         theta = thresholds[site]
+        inputs = task.read_inputs(model, config, files)
         groups, images = sample_feature_groups(
-            model, config, files, site, theta, args.after_exchange
+            model, inputs, site, theta, args.after_exchange, task.inference_mode(model, config)
         )
         written = plot_feature_groups(
             groups, tuple(model.modalities), images, site, theta, args.features, args.after_exchange
         )
         print(f"wrote {written}")
     return 0
-
-
-def _load(checkpoint: str):
-    """The model and config of a segmentation or translation checkpoint."""
-    from cenfusion.engine.checkpoint import load_checkpoint
-    from cenfusion.engine.predict import checkpoint_config, load_trained_model
-
-    payload = load_checkpoint(checkpoint)
-    if checkpoint_config(payload, checkpoint).task == "translation":
-        from cenfusion.engine.translation import load_trained_translation
-
-        return load_trained_translation(checkpoint, payload)
-    return load_trained_model(checkpoint, payload)
 
 
 def _spread(sites: list[str], count: int = 3) -> list[str]:

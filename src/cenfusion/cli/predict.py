@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cenfusion.tasks import load_trained
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -38,36 +40,22 @@ def parse_modality_flags(extra: list[str]) -> dict[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cenfusion.engine.checkpoint import load_checkpoint
-    from cenfusion.engine.predict import checkpoint_config, load_trained_model, predict_files
-
     inputs = parse_modality_flags(args.extra)
     for name, path in inputs.items():
         if not path.exists():
             raise FileNotFoundError(f"--{name}: {str(path)!r} does not exist")
-    payload = load_checkpoint(args.checkpoint)
-    if checkpoint_config(payload, args.checkpoint).task == "translation":
-        from cenfusion.engine.translation import load_trained_translation, translate_files
-
-        model, config = load_trained_translation(args.checkpoint, payload)
-        predict = translate_files
-        noun = "translations"
-    else:
-        model, config = load_trained_model(args.checkpoint, payload)
-        predict = predict_files
-        noun = "predictions"
-    del payload
+    task, model, config = load_trained(args.checkpoint)
     output = Path(args.output)
     if all(path.is_dir() for path in inputs.values()):
         first = next(iter(inputs))
         count = 0
         for file in sorted(inputs[first].iterdir()):
             matches = {name: _match(folder, file.stem) for name, folder in inputs.items()}
-            predict(model, config, matches, output / f"{file.stem}.png")
+            task.predict_files(model, config, matches, output / f"{file.stem}.png")
             count += 1
-        print(f"wrote {count} {noun} to {output}")
+        print(f"wrote {count} {task.prediction_noun} to {output}")
         return 0
-    paths = predict(model, config, inputs, output)
+    paths = task.predict_files(model, config, inputs, output)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 

@@ -1,14 +1,21 @@
 """``cenfusion synth``: write the built-in synthetic scenes in real data-set layouts.
 
 ``cenfusion synth nyudv2 OUT``, ``cenfusion synth taskonomy OUT``, ``cenfusion synth folder
-OUT`` and ``cenfusion synth preview OUT.png``; the heavy imports happen only when a command runs.
+OUT`` and ``cenfusion synth preview OUT.png``.
 """
 
 from __future__ import annotations
 
 import argparse
 
-DEFAULT_SIZE = (120, 160)  # cenfusion.data.synthetic.DEFAULT_SIZE, not imported: keeps --help fast
+from cenfusion.data.synthetic import DEFAULT_SIZE
+from cenfusion.data.synthetic.preview import save_preview
+from cenfusion.data.synthetic.writers import (
+    TASKONOMY_DOMAINS,
+    write_folder,
+    write_nyudv2,
+    write_taskonomy,
+)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -42,8 +49,6 @@ def _writer(parser: argparse.ArgumentParser, n_train: int, n_val: int) -> None:
 
 
 def _run_nyudv2(args: argparse.Namespace) -> int:
-    from cenfusion.data.synthetic.writers import write_nyudv2
-
     root = write_nyudv2(
         args.out,
         n_train=args.n_train,
@@ -59,8 +64,6 @@ def _run_nyudv2(args: argparse.Namespace) -> int:
 
 
 def _run_taskonomy(args: argparse.Namespace) -> int:
-    from cenfusion.data.synthetic.writers import TASKONOMY_DOMAINS, write_taskonomy
-
     root = write_taskonomy(
         args.out,
         n_train=args.n_train,
@@ -77,16 +80,12 @@ def _run_taskonomy(args: argparse.Namespace) -> int:
 
 
 def _run_preview(args: argparse.Namespace) -> int:
-    from cenfusion.data.synthetic.preview import save_preview
-
     path = save_preview(args.out, n=args.n, seed=args.seed, size=tuple(args.size))
     print(f"wrote a preview of {args.n} scenes to {path}")
     return 0
 
 
 def _run_folder(args: argparse.Namespace) -> int:
-    from cenfusion.data.synthetic.writers import write_folder
-
     root = write_folder(
         args.out,
         modalities=args.modalities,

@@ -10,6 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cenfusion.config import load_config
+from cenfusion.engine import distributed
+from cenfusion.engine.faults import TrainingInterrupted
+from cenfusion.tasks import get_task
+
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
@@ -18,7 +23,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train a model from a YAML config (several processes: torchrun -m cenfusion train)",
     )
-    parser.add_argument("config", help="YAML config file (see configs/)")
+    parser.add_argument(
+        "config",
+        help="a YAML config file, or the name of a shipped config (e.g. synthetic_refinenet18)",
+    )
     parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides")
     parser.add_argument(
         "--resume",
@@ -32,56 +40,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cenfusion.config import load_config
-    from cenfusion.engine import distributed
-    from cenfusion.engine.faults import TrainingInterrupted
-
     config = load_config(args.config, args.overrides)
-    if config.task not in ("segmentation", "translation"):
-        raise ValueError(f"task: expected 'segmentation' or 'translation', got {config.task!r}")
+    task = get_task(config.task)
     try:
-        if config.task == "translation":
-            return _run_translation(config, args)
-        return _run_segmentation(config, args)
+        trainer = task.trainer(config, resume=args.resume, progress=not args.no_progress)
+        history = trainer.fit()
+        if not distributed.is_main():
+            return 0
+        print(f"\ncheckpoints, metrics.jsonl and samples/ in {config.output_dir}")
+        if history and "val" in history[-1]:
+            final = task.scores_from_record(history[-1]["val"])
+            print(task.format_scores(final, title="final validation"))
+        return 0
     except TrainingInterrupted as interrupted:
         if distributed.is_main():
             print(f"cenfusion train: {interrupted}", file=sys.stderr)
         return INTERRUPTED_EXIT_CODE
     finally:
         distributed.teardown()
-
-
-def _run_segmentation(config, args: argparse.Namespace) -> int:
-    from cenfusion.engine import distributed
-    from cenfusion.engine.segmentation import SegmentationTrainer, format_scores
-
-    trainer = SegmentationTrainer(config, resume=args.resume, progress=not args.no_progress)
-    history = trainer.fit()
-    if not distributed.is_main():
-        return 0
-    print(f"\ncheckpoints and metrics.jsonl in {config.output_dir}")
-    if history and "val" in history[-1]:
-        from cenfusion.metrics import SegmentationScores
-
-        final = {
-            name: SegmentationScores(**{**v, "per_class_iou": tuple(v["per_class_iou"])})
-            for name, v in history[-1]["val"].items()
-        }
-        print(format_scores(final, title="final validation"))
-    return 0
-
-
-def _run_translation(config, args: argparse.Namespace) -> int:
-    from cenfusion.engine import distributed
-    from cenfusion.engine.translation import TranslationTrainer
-    from cenfusion.metrics.image import ImageScores, format_image_scores
-
-    trainer = TranslationTrainer(config, resume=args.resume, progress=not args.no_progress)
-    history = trainer.fit()
-    if not distributed.is_main():
-        return 0
-    print(f"\ncheckpoints, metrics.jsonl and samples/ in {config.output_dir}")
-    if history and "val" in history[-1]:
-        final = {name: ImageScores(**v) for name, v in history[-1]["val"].items()}
-        print(format_image_scores(final, title="final validation"))
-    return 0

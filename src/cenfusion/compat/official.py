@@ -11,11 +11,14 @@ RefineNet decoder names (``p_ims1d2_outl1_dimred``, ``adapt_stage1_b.0.1_conv``,
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from cenfusion.models import create_model
+from cenfusion.nn import state_dict_fit
 
 # official decoder level (1 = deepest) -> our stage name
 _LEVEL_TO_STAGE = {"1": "stage4", "2": "stage3", "3": "stage2", "4": "stage1"}
@@ -136,12 +139,9 @@ def _refuse_unless_fit(
     mismatched: Sequence[str] = (),
 ) -> None:
     """Raise ``ValueError`` listing unplaced checkpoint keys, unfilled keys and shape mismatches."""
-    missing = [k for k in target if k not in converted] + list(missing)
-    mismatched = [
-        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(target[k].shape)}"
-        for k, v in converted.items()
-        if k in target and v.shape != target[k].shape
-    ] + list(mismatched)
+    fit = state_dict_fit(target, converted)
+    missing = fit.missing + list(missing)
+    mismatched = [f"{m} (checkpoint vs model)" for m in fit.mismatched] + list(mismatched)
     if unmatched or missing or mismatched:
         parts = []
         if unmatched:
@@ -232,32 +232,36 @@ def load_official(
     ``task="translation"``: the public generator's state dict (``checkpoint-gen.pkl``) fills
     ``model.generator`` of a ``CENPix2Pix``; the discriminator keeps its fresh initialisation.
     """
-    from cenfusion.models import create_model
+    if task not in OFFICIAL_LOADERS:
+        raise ValueError(f"task: expected one of {tuple(OFFICIAL_LOADERS)}, got {task!r}")
+    checkpoint = read_official(source) if isinstance(source, (str, Path)) else source
+    return OFFICIAL_LOADERS[task](checkpoint, **model_kwargs)
 
-    if task not in ("segmentation", "translation"):
-        raise ValueError(f"task: expected 'segmentation' or 'translation', got {task!r}")
-    checkpoint = _read_official(source) if isinstance(source, (str, Path)) else source
-    if task == "translation":
-        # a plain generator state dict (checkpoint-gen.pkl); model settings not given are read
-        # from it (modalities from alpha, ngf, num_downs, channels from the conv shapes)
-        official = {k.removeprefix("module."): v for k, v in checkpoint.items()}
-        model = create_model(task=task, **_infer_translation_kwargs(official, model_kwargs))
-        generator = model.generator
-        generator.load_state_dict(
-            official_translation_to_cenfusion(official, generator.state_dict())
-        )
-        # kept beside the model (not in it) so that exporting gives the checkpoint back exactly
-        model.official_unused_norms = unused_translation_norms(official)
-        return model
+
+def load_official_segmentation(checkpoint: Mapping, **model_kwargs) -> nn.Module:
+    """A RefineNet filled from the public segmentation code's checkpoint (or state dict)."""
     official = unwrap_official(checkpoint)
     if "alpha" in official and "modalities" not in model_kwargs:
         model_kwargs["modalities"] = len(official["alpha"])
-    model = create_model(task=task, **model_kwargs)
+    model = create_model("segmentation", **model_kwargs)
     model.load_state_dict(official_to_cenfusion(official, model.state_dict()))
     return model
 
 
-def _read_official(path: str | Path) -> Mapping:
+def load_official_translation(checkpoint: Mapping, **model_kwargs) -> nn.Module:
+    """A pix2pix model whose generator is the public translation code's (a plain state dict,
+    ``checkpoint-gen.pkl``); model settings not given are read from it (modalities from alpha,
+    ngf, num_downs, channels from the conv shapes)."""
+    official = {k.removeprefix("module."): v for k, v in checkpoint.items()}
+    model = create_model("translation", **_infer_translation_kwargs(official, model_kwargs))
+    generator = model.generator
+    generator.load_state_dict(official_translation_to_cenfusion(official, generator.state_dict()))
+    # kept beside the model (not in it) so that exporting gives the checkpoint back exactly
+    model.official_unused_norms = unused_translation_norms(official)
+    return model
+
+
+def read_official(path: str | Path) -> Mapping:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"official checkpoint {str(path)!r} does not exist")
@@ -493,3 +497,10 @@ __all__ = [
     "official_translation_to_cenfusion",
     "unused_translation_norms",
 ]
+
+
+OFFICIAL_LOADERS: dict[str, Callable[..., nn.Module]] = {
+    "segmentation": load_official_segmentation,
+    "translation": load_official_translation,
+}
+"""``{task: loader}``: how each task's public-code checkpoint becomes a cenfusion model."""

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from cenfusion.convert.walk import NORM_TYPES
-from cenfusion.nn.norm import _ModalityNorm
+from cenfusion.nn.norm import ModalityNorm
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class _ScopedTracer(fx.Tracer):
         self.failed_in: str | None = None
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if isinstance(m, (*NORM_TYPES, _ModalityNorm)):
+        if isinstance(m, (*NORM_TYPES, ModalityNorm)):
             return True
         return super().is_leaf_module(m, module_qualified_name)
 

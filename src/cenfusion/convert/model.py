@@ -7,10 +7,10 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from cenfusion.nn import Ensemble, stack_modalities
+from cenfusion.nn import Ensemble, StackedModel, StackedOutputs, stack_modalities
 
 
-class MultimodalModel(nn.Module):
+class MultimodalModel(StackedModel):
     """A network converted by :func:`cenfusion.convert`, with the modalities at its edge.
 
     ``network`` runs on one stacked ``(M*B, C, H, W)`` tensor (modality-major): its
@@ -32,7 +32,6 @@ class MultimodalModel(nn.Module):
         super().__init__()
         self.network = network
         self.modalities = tuple(modalities)
-        self.num_modalities = len(self.modalities)
         self.in_channels = in_channels
         # None: not known when converting (the graph could not be traced); decided per call.
         self.prediction = prediction
@@ -76,7 +75,7 @@ class MultimodalModel(nn.Module):
                 f"converted with prediction=True, but the network returned "
                 f"{type(out).__name__}, not one tensor; convert with prediction=False"
             )
-        return self.ensemble.named_outputs(out, self.modalities)
+        return StackedOutputs(out, self.ensemble(out)).named(self.modalities)
 
     def extra_repr(self) -> str:
         return f"modalities={self.modalities}, exchange_norms={len(self.exchange_norms)}"

@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cenfusion.nn.norm import ModalityBatchNorm2d, ModalityInstanceNorm2d, _ModalityNorm
+from cenfusion.nn.norm import ModalityBatchNorm2d, ModalityInstanceNorm2d, ModalityNorm
 
 __all__ = ["ModalityGroupNorm", "ModalityInstanceNorm2dNoStats", "modality_norm_from"]
 
 
-class _PerSampleModalityNorm(_ModalityNorm):
+class _PerSampleModalityNorm(ModalityNorm):
     """Per-sample normalisation of the whole stack, then each modality's own gamma and beta."""
 
     def __init__(
@@ -121,7 +121,7 @@ def modality_norm_from(
     num_modalities: int,
     exchange_threshold: float | None = None,
     exchange_site: bool = False,
-) -> _ModalityNorm:
+) -> ModalityNorm:
     """The private-norm twin of a torch norm, every modality's row initialised from ``norm``.
 
     ``norm`` must already have been checked convertible (see :mod:`cenfusion.convert.walk`):
@@ -130,7 +130,7 @@ def modality_norm_from(
     """
     kwargs = {"exchange_threshold": exchange_threshold, "exchange_site": exchange_site}
     if isinstance(norm, nn.BatchNorm2d):
-        twin: _ModalityNorm = ModalityBatchNorm2d(
+        twin: ModalityNorm = ModalityBatchNorm2d(
             norm.num_features, num_modalities, eps=norm.eps, momentum=norm.momentum, **kwargs
         )
     elif isinstance(norm, nn.InstanceNorm2d) and norm.track_running_stats:

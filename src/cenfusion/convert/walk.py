@@ -23,7 +23,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from cenfusion.nn.norm import _ModalityNorm
+from cenfusion.nn.norm import ModalityNorm
 
 CONVERTIBLE_NORMS: tuple[type[nn.Module], ...] = (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm)
 """The torch norms that get one set of parameters per modality."""
@@ -56,7 +56,7 @@ def _forward_overridden(norm: nn.Module) -> bool:
 
 def conversion_problem(module: nn.Module) -> str | None:
     """Why ``module`` cannot go into a converted model, or ``None`` when it can."""
-    if isinstance(module, _ModalityNorm):
+    if isinstance(module, ModalityNorm):
         return "it is already a per-modality norm: this model has been converted"
     if isinstance(module, LazyModuleMixin) and module.has_uninitialized_params():
         return "it is a lazy module with uninitialised parameters: run one forward pass first"

@@ -10,13 +10,18 @@ carries a CRC-32 of its contents (:func:`content_checksum`), verified on reading
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+import warnings
 import zlib
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from cenfusion.config import Config, config_from_dict
+from cenfusion.nn.state_dict import state_dict_fit
 
 CHECKPOINT_FORMAT = "cenfusion-checkpoint-v1"
 CHECKSUM_KEY = "checksum"
@@ -104,6 +109,20 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
+def checkpoint_config(payload: dict[str, Any], checkpoint: str | Path) -> Config:
+    """The config a cenfusion checkpoint was trained with (configs of earlier versions, whose
+    sections held every task's fields, load too)."""
+    if "config" not in payload:
+        raise ValueError(f"checkpoint {str(checkpoint)!r} carries no config")
+    try:
+        data = json.loads(payload["config"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"checkpoint {str(checkpoint)!r}: its config is not JSON ({error})"
+        ) from None
+    return config_from_dict(data, where=f"{checkpoint}:config")
+
+
 def require_entries(
     payload: dict[str, Any], keys: tuple[str, ...], path: str | Path, what: str
 ) -> None:
@@ -115,14 +134,16 @@ def require_entries(
         )
 
 
-def load_latest(directory: str | Path, names: tuple[str, ...] = ("last.pt", "previous.pt")):
+RESUME_NAMES = ("last.pt", "previous.pt")
+"""The checkpoints a run resumes from, newest first."""
+
+
+def load_latest(directory: str | Path, names: tuple[str, ...] = RESUME_NAMES):
     """The newest readable checkpoint among ``names`` in ``directory``, or None if there is none.
 
     Returns ``(path, payload)``. A corrupt ``last.pt`` is skipped with a warning for
     ``previous.pt`` (the one it replaced), so a crash mid-write never loses the run.
     """
-    import warnings
-
     directory = Path(directory)
     for name in names:
         path = directory / name
@@ -202,24 +223,10 @@ def load_model_state(
     model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path | str
 ) -> None:
     """``load_state_dict`` with an error that names the checkpoint and what does not fit."""
-    target = model.state_dict()
-    missing = [k for k in target if k not in state]
-    unexpected = [k for k in state if k not in target]
-    mismatched = [
-        f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}"
-        for k, v in target.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or mismatched:
-        details = []
-        if missing:
-            details.append(f"missing {missing[:3]}")
-        if unexpected:
-            details.append(f"unexpected {unexpected[:3]}")
-        if mismatched:
-            details.append(f"shape mismatch {mismatched[:3]}")
+    fit = state_dict_fit(model.state_dict(), state)
+    if not fit.fits:
         raise ValueError(
             f"checkpoint {str(path)!r} is for another architecture or number of modalities: "
-            + "; ".join(details)
+            + fit.describe()
         )
     model.load_state_dict(state)

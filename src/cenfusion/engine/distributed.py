@@ -16,8 +16,7 @@ What each process does (``train.batch_size`` is the *global* batch of one optimi
 - only rank 0 prints, writes logs and checkpoints (:func:`is_main`).
 
 Batch normalisation sees only its own process's samples unless ``train.sync_bn`` swaps every
-batch norm for :class:`SyncModalityBatchNorm2d` / :class:`SyncBatchNorm2d`, which reduce the
-statistics over all processes (with a differentiable all-reduce, on CPU and CUDA alike).
+batch norm for the synchronised ones of :mod:`cenfusion.nn.sync_norm`.
 """
 
 from __future__ import annotations
@@ -32,15 +31,9 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from cenfusion.nn.norm import ModalityBatchNorm2d
-
 __all__ = [
-    "StackedForward",
-    "SyncBatchNorm2d",
-    "SyncModalityBatchNorm2d",
     "all_gather_objects",
     "barrier",
-    "convert_sync_batch_norm",
     "is_main",
     "rank",
     "reduce_step",
@@ -173,19 +166,6 @@ def shard_range(num_items: int) -> range:
     return range(num_items * index // world, num_items * (index + 1) // world)
 
 
-class StackedForward(nn.Module):
-    """``forward(x) = model.forward_stacked(x)``: the call that DDP wraps (it synchronises the
-    gradients of what runs through ``forward``; the loss may use further parameters, such as
-    the ensemble weights, which DDP then reduces as well)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model.forward_stacked(x)
-
-
 def wrap(module: nn.Module, device: torch.device) -> nn.Module:
     """``module`` in DistributedDataParallel with several processes, else itself."""
     if world_size() == 1:
@@ -202,133 +182,6 @@ def sync_gradients(module: nn.Module, sync: bool) -> contextlib.AbstractContextM
     if sync or not isinstance(module, DistributedDataParallel):
         return contextlib.nullcontext()
     return module.no_sync()
-
-
-# --- batch statistics over all processes -------------------------------------------------------
-
-
-class _AllReduceSum(torch.autograd.Function):
-    """A differentiable sum over processes: the gradient of every process's input is the sum
-    of the gradients of every process's output (each output is the same sum)."""
-
-    @staticmethod
-    def forward(ctx, tensor: Tensor) -> Tensor:
-        out = tensor.clone()
-        dist.all_reduce(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        grad = grad.clone()
-        dist.all_reduce(grad)
-        return grad
-
-
-def _all_reduce(tensor: Tensor) -> Tensor:
-    return _AllReduceSum.apply(tensor)
-
-
-def synced_batch_norm(
-    x: Tensor,
-    weight: Tensor | None,
-    bias: Tensor | None,
-    running_mean: Tensor | None,
-    running_var: Tensor | None,
-    momentum: float,
-    eps: float,
-) -> Tensor:
-    """Batch norm with statistics over every process's samples, for ``M`` norms at once.
-
-    x: ``(M, B, C, H, W)``; weight, bias, running statistics: ``(M, C)``. Mean and (biased)
-    variance are summed over ``B, H, W`` of every process in float32, two passes for accuracy;
-    the running variance gets the unbiased estimate, as ``nn.BatchNorm2d`` keeps it.
-    """
-    dims = (1, 3, 4)
-    values = x.float()
-    count = values.new_tensor([x.shape[1] * x.shape[3] * x.shape[4]])
-    totals = _all_reduce(torch.cat([values.sum(dims).flatten(), count]))
-    n = totals[-1]
-    mean = (totals[:-1] / n).view(x.shape[0], x.shape[2])
-    centred = values - mean[:, None, :, None, None]
-    var = _all_reduce((centred * centred).sum(dims)) / n
-    scale = torch.rsqrt(var + eps)
-    if weight is not None:
-        scale = scale * weight
-    y = centred * scale[:, None, :, None, None]
-    if bias is not None:
-        y = y + bias[:, None, :, None, None]
-    if running_mean is not None and running_var is not None:
-        with torch.no_grad():
-            running_mean.lerp_(mean.detach(), momentum)
-            unbiased = var.detach() * (n / (n - 1).clamp(min=1))
-            running_var.lerp_(unbiased, momentum)
-    return y.to(x.dtype)
-
-
-class SyncModalityBatchNorm2d(ModalityBatchNorm2d):
-    """:class:`~cenfusion.nn.ModalityBatchNorm2d` whose batch statistics (per modality) are taken
-    over the samples of every process; same parameters, buffers and state-dict keys. In one
-    process, or in evaluation, it is the plain module."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or world_size() == 1:
-            return super().forward(x)
-        self._check_input(x)
-        momentum = self._momentum_factor()
-        y = synced_batch_norm(
-            x.unflatten(0, (self.num_modalities, -1)),
-            self.weight,
-            self.bias,
-            self.running_mean,
-            self.running_var,
-            momentum,
-            self.eps,
-        )
-        return self._exchange(y.flatten(0, 1))
-
-
-class SyncBatchNorm2d(nn.BatchNorm2d):
-    """``nn.BatchNorm2d`` (the shared-norm ablation) with statistics over every process, on CPU
-    as on CUDA; the plain module in one process, in evaluation or without running statistics."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or world_size() == 1 or not self.track_running_stats:
-            return super().forward(x)
-        if x.dim() != 4:
-            raise ValueError(f"SyncBatchNorm2d: expected (B, C, H, W), got {tuple(x.shape)}")
-        self.num_batches_tracked.add_(1)
-        momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-
-        def row(t: Tensor | None) -> Tensor | None:
-            return None if t is None else t[None]
-
-        y = synced_batch_norm(
-            x[None],
-            row(self.weight),
-            row(self.bias),
-            row(self.running_mean),
-            row(self.running_var),
-            momentum,
-            self.eps,
-        )
-        return y[0]
-
-
-def convert_sync_batch_norm(model: nn.Module) -> int:
-    """Make every batch norm of ``model`` synchronise its statistics; returns how many.
-
-    The classes are swapped in place (the synchronised ones add no state), so checkpoints
-    load into either kind. Instance norms (translation) are per sample and stay as they are.
-    """
-    converted = 0
-    for module in model.modules():
-        if type(module) is ModalityBatchNorm2d:
-            module.__class__ = SyncModalityBatchNorm2d
-            converted += 1
-        elif type(module) is nn.BatchNorm2d:
-            module.__class__ = SyncBatchNorm2d
-            converted += 1
-    return converted
 
 
 def rank_rng_state(payload: dict[str, Any], warn: bool = True) -> Any:

@@ -27,14 +27,14 @@ import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-if TYPE_CHECKING:
-    from cenfusion.config import Config
+from cenfusion.config import Config
+from cenfusion.engine import distributed
+from cenfusion.engine.faults import check_nonfinite_policy
 
 
 def epoch_order(num_samples: int, seed: int, epoch: int) -> list[int]:
@@ -277,9 +277,6 @@ class EpochProgress:
 
 def check_train_settings(config: Config) -> BatchPlan:
     """The batch plan of this run, after checking the fault and precision settings."""
-    from cenfusion.engine import distributed
-    from cenfusion.engine.faults import check_nonfinite_policy
-
     t = config.train
     check_nonfinite_policy(t.nonfinite)
     if t.checkpoint_every < 0:

@@ -104,32 +104,3 @@ def _summary_writer(folder: Path):
             f"metrics.jsonl and metrics.csv are written without it ({error})"
         ) from None
     return SummaryWriter(log_dir=str(folder))
-
-
-def theorem_monitor(model: Any, config: Any) -> Any:
-    """Theorem 1 is about training *without* exchange under the L1 term: only then record
-    ``|dL/dy|`` at the sites (an :class:`~cenfusion.analysis.OutputGradientMonitor`)."""
-    if config.model.exchange or config.train.sparsity == "none" or config.train.lam <= 0:
-        return None
-    from cenfusion.analysis import OutputGradientMonitor
-    from cenfusion.nn import exchange_sites
-
-    if next(exchange_sites(model), None) is None:
-        return None
-    return OutputGradientMonitor(model)
-
-
-def theorem_record(model: Any, config: Any, monitor: Any, threshold: float) -> dict[str, Any]:
-    """The epoch's empirical fraction of collapsed factors beside the predicted
-    ``2 Phi(lambda / |g|) - 1`` (mean over the penalised factors); closes ``monitor``."""
-    from cenfusion.analysis import attraction_check
-
-    try:
-        gradients = monitor.mean()
-        if not gradients:
-            return {}
-        lam = config.train.lam * ((model.num_modalities + 1) if config.train.l1_per_output else 1)
-        check = attraction_check(model, lam, gradients, threshold, config.train.sparsity)
-        return check.as_dict()
-    finally:
-        monitor.close()

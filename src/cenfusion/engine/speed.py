@@ -3,7 +3,7 @@
 Both are switches of :class:`cenfusion.config.TrainConfig` (``train.channels_last``,
 ``train.compile``) and change no result beyond float rounding (``tests/speed/`` checks each
 against the default path). The third option, bf16 autocast (``train.precision: bf16``), is the
-precision switch :func:`cenfusion.engine.segmentation.autocast_context`.
+precision switch :func:`autocast_context`.
 
 Neither is on by default because neither pays everywhere: on the project's 2-core AVX2 CPU
 ``channels_last`` gained nothing and ``torch.compile`` made a training step slower (and costs
@@ -13,9 +13,11 @@ minutes of compilation, with a C++ compiler, before the first step); ``benchmark
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -58,8 +60,33 @@ def apply_speed_options(
     return module
 
 
+def autocast_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The one precision switch: fp32, or bf16 autocast on CPU and CUDA alike."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        if device.type == "cpu" and not cpu_has_fast_bf16():
+            warnings.warn(
+                "bf16 autocast on a CPU without hardware bf16 (AVX512-BF16/AMX): convolutions "
+                "fall back to a slow path, measured 10-30x slower than fp32 on an AVX2 CPU",
+                stacklevel=2,
+            )
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    raise ValueError(f"train.precision: expected 'fp32' or 'bf16', got {precision!r}")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether oneDNN runs bf16 convolutions natively on this CPU."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def prepare_inputs(x: Tensor, config: Config | TrainConfig) -> Tensor:
-    """``x`` in the memory format the model expects (``channels_last`` for 4-d inputs)."""
+    """``x`` in the memory format the model expects (``channels_last`` for 4-d inputs), for
+    calls of ``forward_stacked`` on stacked tensors (the models' ``forward`` does this
+    itself)."""
     if _train_config(config).channels_last and x.dim() == 4:
         return x.contiguous(memory_format=torch.channels_last)
     return x

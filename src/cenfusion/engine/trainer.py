@@ -1,30 +1,38 @@
-"""What every cenfusion trainer shares: resuming, the epoch and step loops, checkpoints.
+"""The training loop every task shares: resuming, the epoch and step loops, checkpoints, logs.
 
-A task's trainer (:class:`~cenfusion.engine.segmentation.SegmentationTrainer`,
-:class:`~cenfusion.engine.translation.TranslationTrainer`) builds its model, optimisers and data
-between :meth:`Trainer._begin` and :meth:`Trainer._finish_setup`, and says how one step trains
-(``train_step``), what an epoch records and prints, and what runs after an epoch (validation,
-sample grids). The fault handling lives here once: a checkpoint after every epoch, every
-``train.checkpoint_every`` steps and on SIGINT/SIGTERM, with the position inside the epoch and
-every process's random state, so that a resumed run continues exactly.
+A task does not subclass the trainer; it hands it the parts (:class:`TrainingParts`): the
+model, its optimisers and data sets, one function that takes an optimiser step, the hooks
+that run at the start and after the end of each epoch, per-epoch probes (the exchange
+statistics of :mod:`cenfusion.analysis.probes`) and a table of what to print. The fault
+handling lives here once: a checkpoint after every epoch, every ``train.checkpoint_every``
+steps and on SIGINT/SIGTERM, with the position inside the epoch and every process's random
+state, so that a resumed run continues exactly.
+
+Building a run takes two calls, in this order, because the seed must be set before the model
+is initialised: :func:`prepare_run` (process group, batch plan, seed), then the task builds
+its parts, then ``Trainer(config, run, parts)``.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import yaml
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from cenfusion.analysis.exchange_stats import exchanged_fraction, exchanged_fraction_by_stage
 from cenfusion.config import Config
 from cenfusion.engine import distributed
 from cenfusion.engine.checkpoint import (
+    RESUME_NAMES,
     find_resume_checkpoint,
     load_model_state,
     require_entries,
@@ -41,31 +49,119 @@ from cenfusion.engine.loop import (
     deterministic_mode,
     epoch_batches,
 )
-from cenfusion.engine.run_log import RunLog, theorem_monitor, theorem_record
+from cenfusion.engine.run_log import RunLog
+
+StepFunction = Callable[[list[dict[str, Tensor]], int, int, "StopRequests | None"], StepResult]
+"""``step(micro_batches, epoch, step, stop) -> StepResult``: one optimiser step."""
+
+EpochHook = Callable[[int, int, dict[str, Any]], None]
+"""``hook(epoch, epochs, record)`` after an epoch (0-based ``epoch``): validation, samples."""
+
+
+class EpochProbe(Protocol):
+    """Something measured over an epoch (see :mod:`cenfusion.analysis.probes`)."""
+
+    def begin_epoch(self) -> None: ...
+
+    def live(self) -> dict[str, str]:
+        """Shown on the progress bar after every step."""
+        ...
+
+    def end_epoch(self) -> dict[str, Any]:
+        """Entries of the epoch's record."""
+        ...
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One value the trainer prints: ``label`` and the record (or step) entry ``key``,
+    formatted with ``spec``."""
+
+    label: str
+    key: str
+    spec: str = ".4f"
+
+    def format(self, values: dict[str, Any]) -> str:
+        return f"{values.get(self.key, float('nan')):{self.spec}}"
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """What :func:`prepare_run` decided before the model exists."""
+
+    device: torch.device
+    main: bool
+    plan: BatchPlan
+
+
+@dataclass
+class TrainingParts:
+    """Everything task-specific a :class:`Trainer` runs.
+
+    ``model`` is what checkpoints hold (it needs ``modalities`` and ``ensemble``);
+    ``optimisers`` are saved under their keys; ``datasets["train"]`` is iterated;
+    ``epochs`` is the length of the schedule. ``start_epoch(epoch)`` puts the model in
+    training mode and applies the schedule (default: ``model.train()``);
+    ``epoch_entries()`` adds entries (learning rates) after the step means; ``after_epoch``
+    hooks run in order; ``step_shown`` and ``epoch_shown`` say what the progress bar and the
+    line after each epoch print (alpha and the time always follow).
+    """
+
+    kind: str
+    model: nn.Module
+    optimisers: dict[str, torch.optim.Optimizer]
+    datasets: dict[str, Dataset]
+    step: StepFunction
+    epochs: int
+    start_epoch: Callable[[int], None] | None = None
+    epoch_entries: Callable[[], dict[str, Any]] | None = None
+    after_epoch: Sequence[EpochHook] = ()
+    probes: Sequence[EpochProbe] = ()
+    step_shown: Sequence[Shown] = ()
+    epoch_shown: Sequence[Shown] = field(default_factory=tuple)
+
+
+def prepare_run(config: Config) -> RunSetup:
+    """Join the process group, check the batch plan and seed the model's initialisation."""
+    device = distributed.setup()
+    plan = check_train_settings(config)
+    torch.manual_seed(config.train.seed)
+    return RunSetup(device, distributed.is_main(), plan)
+
+
+def due(every: int, epoch: int, epochs: int) -> bool:
+    """Whether a thing done every ``every`` epochs (0: never) runs after ``epoch`` (0-based) of
+    ``epochs``; the last epoch always counts."""
+    return bool(every) and ((epoch + 1) % every == 0 or epoch + 1 == epochs)
+
+
+def samples_path(output_dir: str | Path, epoch: int) -> Path:
+    """Where the sample grid after ``epoch`` (0-based) goes."""
+    return Path(output_dir) / "samples" / f"epoch_{epoch + 1:03d}.png"
 
 
 class Trainer:
-    """The shared skeleton; a subclass fills in the task (see the module docstring)."""
+    """Train ``parts`` to the end of their schedule (see the module docstring)."""
 
-    #: "a {kind} training checkpoint" in the error for a checkpoint of something else
-    kind = ""
-    config: Config
-    model: nn.Module
-    datasets: dict[str, Any]
-
-    def _begin(self, config: Config, progress: bool) -> None:
-        """Before the model is built: the process group, the batch plan, the seed."""
+    def __init__(
+        self,
+        config: Config,
+        run: RunSetup,
+        parts: TrainingParts,
+        resume: bool | str = False,
+        progress: bool = True,
+    ) -> None:
         self.config = config
-        self.output_dir = Path(config.output_dir)
-        self.device = distributed.setup()
-        self.main = distributed.is_main()
+        self.parts = parts
+        self.model = parts.model
+        self.optimisers = parts.optimisers
+        self.datasets = parts.datasets
+        self.device = run.device
+        self.main = run.main
+        self.plan = run.plan
         self.progress = progress and self.main
-        self.plan: BatchPlan = check_train_settings(config)
-        torch.manual_seed(config.train.seed)
-
-    def _finish_setup(self, resume: bool | str) -> None:
-        """After the model, optimisers and data exist: per-process streams, resuming, the log."""
-        distributed.seed_process(self.config.train.seed)
+        self.output_dir = Path(config.output_dir)
+        distributed.seed_process(config.train.seed)
         self.start_epoch = 0
         self.resume_progress: EpochProgress | None = None
         self.history: list[dict[str, Any]] = []
@@ -73,71 +169,22 @@ class Trainer:
         if resume:
             self._resume(resume)
         self.log = RunLog(
-            self.output_dir, self.model.modalities, self.config.train.tensorboard, self.main
+            self.output_dir, self.model.modalities, config.train.tensorboard, self.main
         )
 
-    # --- what a task says -----------------------------------------------------------------
-
-    def optimisers(self) -> dict[str, torch.optim.Optimizer]:
-        """The optimisers by their checkpoint key."""
-        raise NotImplementedError
-
-    def total_epochs(self) -> int:
-        raise NotImplementedError
-
-    def start_epoch_training(self, epoch: int) -> None:
-        """Train mode and whatever the schedule sets at the start of ``epoch``."""
-        self.model.train()
-
-    def train_step(
-        self,
-        micro_batches: list[dict[str, Tensor]],
-        epoch: int,
-        step: int,
-        stop: StopRequests | None = None,
-    ) -> StepResult:
-        raise NotImplementedError
-
-    def exchange_network(self) -> tuple[nn.Module, float]:
-        """The network whose norms exchange, and its threshold (Theorem 1's monitor)."""
-        raise NotImplementedError
-
-    def step_postfix(self, parts: dict[str, float]) -> dict[str, str]:
-        """What the progress bar shows after a step."""
-        raise NotImplementedError
-
-    def skipped_step_message(self, parts: dict[str, float]) -> str:
-        """Why a step was skipped (``train.nonfinite: skip``), after "epoch E, step S: "."""
-        raise NotImplementedError
-
-    def epoch_record(self) -> dict[str, Any]:
-        """Task-specific entries of an epoch's record (learning rates, say)."""
-        return {}
-
-    def epoch_summary(self, record: dict[str, Any]) -> str:
-        """The line printed after an epoch."""
-        raise NotImplementedError
-
-    def after_epoch(self, epoch: int, epochs: int, record: dict[str, Any]) -> None:
-        """Validation and sample grids, written into ``record``."""
-
-    # --- shared ---------------------------------------------------------------------------
-
-    @staticmethod
-    def due(every: int, epoch: int, epochs: int) -> bool:
-        """Whether a thing done every ``every`` epochs (0: never) runs after ``epoch``
-        (0-based) of ``epochs``; the last epoch always counts."""
-        return bool(every) and ((epoch + 1) % every == 0 or epoch + 1 == epochs)
-
-    def samples_path(self, epoch: int) -> Path:
-        """Where the sample grid after ``epoch`` goes."""
-        return self.output_dir / "samples" / f"epoch_{epoch + 1:03d}.png"
-
     def _resume(self, resume: bool | str) -> None:
+        if resume is True and not any((self.output_dir / n).exists() for n in RESUME_NAMES):
+            if self.main:
+                warnings.warn(
+                    f"--resume: no checkpoint in {str(self.output_dir)!r} yet; starting from "
+                    "scratch",
+                    stacklevel=3,
+                )
+            return
         path, payload = find_resume_checkpoint(resume, self.output_dir, self.main)
-        optimisers = self.optimisers()
+        optimisers = self.parts.optimisers
         keys = ("model", *optimisers, "epoch", "rng")
-        require_entries(payload, keys, path, f"a {self.kind} training checkpoint")
+        require_entries(payload, keys, path, f"a {self.parts.kind} training checkpoint")
         load_model_state(self.model, payload["model"], path)
         for key, optimiser in optimisers.items():
             optimiser.load_state_dict(payload[key])
@@ -165,7 +212,7 @@ class Trainer:
         a checkpoint).
         """
         config = self.config
-        epochs = self.total_epochs()
+        epochs = self.parts.epochs
         if self.main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             config_yaml = yaml.safe_dump(config.to_dict(), sort_keys=False)
@@ -176,7 +223,8 @@ class Trainer:
         with deterministic, StopRequests() as stop:
             for epoch in range(self.start_epoch, epochs):
                 record = self.train_epoch(epoch, epochs, stop)
-                self.after_epoch(epoch, epochs, record)
+                for hook in self.parts.after_epoch:
+                    hook(epoch, epochs, record)
                 self.history.append(record)
                 self.log.write(record, self.history)
                 self.save(epoch)
@@ -188,8 +236,11 @@ class Trainer:
         self, epoch: int, epochs: int, stop: StopRequests | None = None
     ) -> dict[str, Any]:
         """One epoch (or its rest, when resuming inside it); returns its record."""
-        config, model = self.config, self.model
-        self.start_epoch_training(epoch)
+        config, parts = self.config, self.parts
+        if parts.start_epoch is not None:
+            parts.start_epoch(epoch)
+        else:
+            self.model.train()
         steps = self.plan.steps(len(self.datasets["train"]), config.train.max_steps_per_epoch)
         progress = EpochProgress()
         if epoch == self.start_epoch and self.resume_progress is not None:
@@ -213,18 +264,19 @@ class Trainer:
             disable=not self.progress,
             leave=False,
         )
-        network, threshold = self.exchange_network()
-        theorem = theorem_monitor(network, config)
+        for probe in parts.probes:
+            probe.begin_epoch()
         while progress.step < steps:
             micro_batches = [next(batches) for _ in range(self.plan.accumulate_steps)]
-            result = self.train_step(micro_batches, epoch, progress.step, stop)
+            result = parts.step(micro_batches, epoch, progress.step, stop)
             progress.add(result)
             if not result.finite and self.main:
-                reason = self.skipped_step_message(result.parts)
+                reason = self._skipped_step_message(result.parts)
                 print(f"epoch {epoch + 1}, step {progress.step}: {reason}")
-            bar.set_postfix(
-                **self.step_postfix(result.parts), exchanged=f"{exchanged_fraction(model):.1%}"
-            )
+            postfix = {shown.label: shown.format(result.parts) for shown in parts.step_shown}
+            for probe in parts.probes:
+                postfix.update(probe.live())
+            bar.set_postfix(**postfix)
             bar.update()
             progress.seconds = time.perf_counter() - start
             if result.stop:
@@ -242,19 +294,31 @@ class Trainer:
         record = {
             "epoch": epoch + 1,
             **progress.means(),
-            **self.epoch_record(),
-            "alpha": model.ensemble.weights().tolist(),
-            "exchanged": exchanged_fraction(model),
-            "exchanged_per_stage": exchanged_fraction_by_stage(model),
-            "seconds": time.perf_counter() - start,
+            **(parts.epoch_entries() if parts.epoch_entries is not None else {}),
+            "alpha": self.model.ensemble.weights().tolist(),
         }
-        if theorem is not None:
-            record["theorem1"] = theorem_record(network, config, theorem, threshold)
+        for probe in parts.probes:
+            record.update(probe.end_epoch())
+        record["seconds"] = time.perf_counter() - start
         if progress.skipped:
             record["skipped_steps"] = progress.skipped
         if self.main:
-            print(self.epoch_summary(record))
+            print(self._epoch_summary(record, epochs))
         return record
+
+    def _skipped_step_message(self, values: dict[str, float]) -> str:
+        shown = self.parts.step_shown
+        if len(shown) == 1:
+            what = str(values.get(shown[0].key, float("nan")))
+        else:
+            what = "not finite (" + ", ".join(f"{s.key} {values.get(s.key)}" for s in shown) + ")"
+        return f"loss is {what}, step skipped (train.nonfinite)"
+
+    def _epoch_summary(self, record: dict[str, Any], epochs: int) -> str:
+        values = [f"{s.label} {s.format(record)}" for s in self.parts.epoch_shown]
+        values.append(f"alpha {[round(a, 3) for a in record['alpha']]}")
+        values.append(f"{record['seconds']:.1f} s")
+        return f"epoch {record['epoch']}/{epochs}: " + ", ".join(values)
 
     def save(self, epoch: int, position: str | None = None) -> Path | None:
         """Checkpoint after ``epoch`` (0-based; -1: none finished) and, with ``position``, the
@@ -265,7 +329,7 @@ class Trainer:
             return None
         payload = {
             "model": self.model.state_dict(),
-            **{key: optimiser.state_dict() for key, optimiser in self.optimisers().items()},
+            **{key: optimiser.state_dict() for key, optimiser in self.parts.optimisers.items()},
             "epoch": epoch,
             "rng": states[0],
             "config": json.dumps(self.config.to_dict()),

@@ -12,8 +12,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-SEGMENTATION_METRICS = ("mean_iou", "pixel_accuracy", "mean_accuracy")
-TRANSLATION_METRICS = ("l1", "fid", "kid_x100")
+from cenfusion.tasks import ComparisonMetrics, get_task
+
 NOT_OK = ("diverged", "failed", "pending")
 
 
@@ -38,7 +38,7 @@ def _mean_std(values: list[float]) -> dict[str, float] | None:
 def summarise(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per method: statuses, mean/std of every (column, metric), params, time."""
     modalities = report["modalities"]
-    metrics = SEGMENTATION_METRICS if report["task"] == "segmentation" else TRANSLATION_METRICS
+    metrics = get_task(report["task"]).comparison.metrics
     rows = []
     for method in report["methods"]:
         cells = [c for c in report["cells"] if c["method"] == method]
@@ -97,7 +97,8 @@ def format_markdown(report: dict[str, Any]) -> str:
     """The comparison as Markdown: the command, the table, where CEN stands, failures."""
     rows = report["summary"]
     modalities = report["modalities"]
-    segmentation = report["task"] == "segmentation"
+    comparison = get_task(report["task"]).comparison
+    headline = comparison.headline
     lines = [f"# Comparison on `{report['config']}` ({report['task']})", ""]
     if report.get("command"):
         lines += ["Reproduce with:", "", "```bash", report["command"], "```", ""]
@@ -109,22 +110,12 @@ def format_markdown(report: dict[str, Any]) -> str:
         f"({machine['date']}).",
         "",
     ]
-    if segmentation:
-        header = [
-            "method",
-            *[f"{m} mIoU" for m in modalities],
-            "ensemble mIoU",
-            "pixel acc",
-            "mean acc",
-        ]
-    else:
-        header = [
-            "method",
-            *[f"{m} L1" for m in modalities],
-            "ensemble L1",
-            "ensemble FID",
-            "ensemble KIDx100",
-        ]
+    header = [
+        "method",
+        *[f"{m} {headline.label}" for m in modalities],
+        f"ensemble {headline.label}",
+        *[column.label for column in comparison.ensemble],
+    ]
     header += ["params", "fusion params", "train s", "runs"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
@@ -133,20 +124,9 @@ def format_markdown(report: dict[str, Any]) -> str:
         def get(column: str, metric: str, scores: dict = scores) -> dict[str, float] | None:
             return scores.get(column, {}).get(metric)
 
-        if segmentation:
-            values = [_cell(get(m, "mean_iou"), 100, 2) for m in modalities]
-            values += [
-                _cell(get("ensemble", "mean_iou"), 100, 2),
-                _cell(get("ensemble", "pixel_accuracy"), 100, 2),
-                _cell(get("ensemble", "mean_accuracy"), 100, 2),
-            ]
-        else:
-            values = [_cell(get(m, "l1"), 1, 4) for m in modalities]
-            values += [
-                _cell(get("ensemble", "l1"), 1, 4),
-                _cell(get("ensemble", "fid"), 1, 1),
-                _cell(get("ensemble", "kid_x100"), 1, 2),
-            ]
+        columns = [(m, headline) for m in modalities] + [("ensemble", headline)]
+        columns += [("ensemble", column) for column in comparison.ensemble]
+        values = [_cell(get(output, c.key), c.scale, c.digits) for output, c in columns]
         values += [
             _count(row["total_params"]),
             _count(row["fusion_params"]),
@@ -154,22 +134,21 @@ def format_markdown(report: dict[str, Any]) -> str:
             _status(row),
         ]
         lines.append("| " + " | ".join([f"`{row['method']}`", *values]) + " |")
-    lines += ["", *_where_cen_stands(rows, segmentation), *_methods_and_failures(rows)]
+    lines += ["", *_where_cen_stands(rows, comparison), *_methods_and_failures(rows)]
     return "\n".join(lines) + "\n"
 
 
-def _where_cen_stands(rows: list[dict[str, Any]], segmentation: bool) -> list[str]:
+def _where_cen_stands(rows: list[dict[str, Any]], comparison: ComparisonMetrics) -> list[str]:
     """CEN's ensemble against every other method's final prediction, in plain words."""
-    metric, better, unit, scale = (
-        ("mean_iou", 1, " mIoU points", 100) if segmentation else ("l1", -1, " L1", 1)
-    )
+    headline = comparison.headline
+    metric, better, unit, scale = headline.key, comparison.sign, comparison.unit, headline.scale
     cen = next((r for r in rows if r["method"] == "cen"), None)
     reference = None if cen is None else cen["scores"].get("ensemble", {}).get(metric)
     if reference is None:
         return []
     lines = ["## Where CEN stands", ""]
     lines.append(
-        f"CEN's ensemble {'mIoU' if segmentation else 'L1'} against each method's final "
+        f"CEN's ensemble {headline.label} against each method's final "
         "prediction; a difference inside the seeds' spread (√(std₁² + std₂²)) is no evidence "
         "either way."
         + (
@@ -192,7 +171,7 @@ def _where_cen_stands(rows: list[dict[str, Any]], segmentation: bool) -> list[st
             verdict, ahead = "CEN ahead", ahead + 1
         else:
             verdict, behind = "CEN behind", behind + 1
-        digits = 2 if segmentation else 4
+        digits = headline.digits
         lines.append(
             f"- `{row['method']}`: {difference:+.{digits}f}{unit} "
             f"(spread {spread:.{digits}f}): {verdict}"

@@ -23,8 +23,11 @@ from tqdm import tqdm
 
 from cenfusion.config import Config, load_config
 from cenfusion.engine.checkpoint import write_text_atomic
+from cenfusion.engine.faults import NonFiniteLossError
 from cenfusion.experiments.report import format_markdown, summarise
 from cenfusion.experiments.variants import Variant, resolve_variants
+from cenfusion.models.fusion import fusion_parameter_count
+from cenfusion.tasks import get_task
 
 STATUSES = ("ok", "diverged", "failed", "pending")
 
@@ -62,7 +65,8 @@ class Comparison:
 
     def variants(self) -> list[Variant]:
         base = self.base_config()
-        return resolve_variants(self.methods, base.model.modalities, base.task)
+        task = get_task(base.task)
+        return resolve_variants(self.methods, base.model.modalities, task.backbone_ablations)
 
     def directory(self) -> Path:
         if self.output_dir is not None:
@@ -83,7 +87,7 @@ class Comparison:
     def run(self) -> dict[str, Any]:
         """Train what is missing, then write ``results.json`` and ``results.md``; return them."""
         base = self.base_config()
-        _check_data(base)  # a missing data set fails here, once, not in every cell
+        get_task(base.task).build_datasets(base)  # a missing data set fails here, once
         variants = self.variants()
         # seed-major: a grid cut short still has every method at the first seeds
         cells = [(v, s) for s in range(self.seeds) for v in variants]
@@ -132,16 +136,13 @@ class Comparison:
 
 def train_cell(config: Config, method: str, seed: int) -> CellResult:
     """Train and evaluate one configured run; its console output goes to ``train.log``."""
-    from cenfusion.engine.segmentation import NonFiniteLossError
-    from cenfusion.models.fusion import fusion_parameter_count
-
     cell_dir = Path(config.output_dir)
     # a kill during the checkpoint rotation can leave previous.pt alone: resume from it too
     resume = any((cell_dir / name).is_file() for name in ("last.pt", "previous.pt"))
     result = CellResult(method, seed, "ok")
     with (cell_dir / "train.log").open("a", buffering=1) as log, contextlib.redirect_stdout(log):
         try:
-            trainer = _trainer(config, resume)
+            trainer = get_task(config.task).trainer(config, resume=resume, progress=False)
             counted = getattr(trainer.model, "generator", trainer.model)
             result.total_params = sum(p.numel() for p in counted.parameters())
             result.fusion_params = fusion_parameter_count(counted)
@@ -157,24 +158,6 @@ def train_cell(config: Config, method: str, seed: int) -> CellResult:
         if result.status != "ok":
             print(f"{method} seed {seed}: {result.status}: {result.error}")
     return result
-
-
-def _trainer(config: Config, resume: bool):
-    if config.task == "translation":
-        from cenfusion.engine.translation import TranslationTrainer
-
-        return TranslationTrainer(config, resume=resume, progress=False)
-    from cenfusion.engine.segmentation import SegmentationTrainer
-
-    return SegmentationTrainer(config, resume=resume, progress=False)
-
-
-def _check_data(config: Config) -> None:
-    if config.task == "translation":
-        from cenfusion.engine.translation import build_datasets
-    else:
-        from cenfusion.engine.segmentation import build_datasets
-    build_datasets(config)
 
 
 def machine_info() -> dict[str, Any]:

@@ -39,7 +39,7 @@ class Variant:
     name: str
     description: str
     overrides: tuple[str, ...]
-    segmentation_only: bool = False
+    backbone_ablation: bool = False  # a switch of the segmentation backbone
 
     def fusion_stages(self) -> str:
         """The stage part of a baseline's name (``""`` for the others)."""
@@ -57,31 +57,31 @@ FIXED_VARIANTS: dict[str, Variant] = {
         "unshared-convs",
         "own convs and norms per modality, no L1, no exchange",
         ("model.share_convs=false", *NO_EXCHANGE),
-        segmentation_only=True,
+        backbone_ablation=True,
     ),
     "shared-bn": Variant(
         "shared-bn",
         "shared convs, one shared BatchNorm, no L1, no exchange",
         ("model.private_norms=false", *NO_EXCHANGE),
-        segmentation_only=True,
+        backbone_ablation=True,
     ),
     "private-bn": Variant(
         "private-bn",
         "shared convs, private norms, no L1, no exchange",
         NO_EXCHANGE,
-        segmentation_only=True,
+        backbone_ablation=True,
     ),
     "private-bn-l1": Variant(
         "private-bn-l1",
         "shared convs, private norms, disjoint-half L1, no exchange",
         ("model.exchange=false", "train.sparsity=disjoint"),
-        segmentation_only=True,
+        backbone_ablation=True,
     ),
     "cen-l1-all": Variant(
         "cen-l1-all",
         "CEN with the L1 term on all channels of every modality",
         ("model.exchange=true", "train.sparsity=all"),
-        segmentation_only=True,
+        backbone_ablation=True,
     ),
 }
 ABLATIONS = ("unshared-convs", "shared-bn", "private-bn", "private-bn-l1", "cen", "cen-l1-all")
@@ -113,9 +113,10 @@ def _unimodal(modality: str) -> Variant:
 
 
 def resolve_variants(
-    names: Sequence[str], modalities: Sequence[str], task: str = "segmentation"
+    names: Sequence[str], modalities: Sequence[str], backbone_ablations: bool = True
 ) -> list[Variant]:
-    """Expand groups and ``unimodal``; refuse unknown names and ablations of another task."""
+    """Expand groups and ``unimodal``; refuse unknown names, and the backbone ablations when
+    the task has no such backbone (``backbone_ablations=False``: translation)."""
     groups = {
         "all": ["cen", "unimodal", *baseline_names(), *ABLATIONS],
         "baselines": ["unimodal", *baseline_names()],
@@ -139,9 +140,9 @@ def resolve_variants(
                 f"of the config {list(modalities)}, or <fusion>-<stage> with fusion in "
                 f"{list(BASELINE_FUSIONS)} and stage in {list(STAGE_NAMES)}"
             )
-        if variant.segmentation_only and task != "segmentation":
+        if variant.backbone_ablation and not backbone_ablations:
             if name in names:
                 raise ValueError(f"method {name!r} is an ablation of the segmentation backbone")
-            continue  # a group brought it in: skip it quietly for translation
+            continue  # a group brought it in: skip it quietly
         variants.append(variant)
     return variants

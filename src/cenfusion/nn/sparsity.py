@@ -14,16 +14,16 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from cenfusion.nn.norm import ModalityNorm
+
 SparsityMode = Literal["none", "disjoint", "all"]
 SPARSITY_MODES: tuple[str, ...] = ("none", "disjoint", "all")
 
 
 def exchange_sites(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     """``(name, norm)`` for every private norm of ``model`` that is an exchange site."""
-    from cenfusion.nn.norm import _ModalityNorm
-
     for name, module in model.named_modules():
-        if isinstance(module, _ModalityNorm) and module.exchange_site:
+        if isinstance(module, ModalityNorm) and module.exchange_site:
             yield name, module
 
 
@@ -55,6 +55,20 @@ def penalised_scaling_factors(
         for m in range(norm.num_modalities):
             start, stop = chunk_bounds(norm.num_features, norm.num_modalities, m)
             yield norm.weight[m, start:stop]
+
+
+def l1_term_count(num_modalities: int, per_output: bool = False) -> int:
+    """How many times the L1 term enters the loss: once, or once per output (``M`` branches and
+    the ensemble, ``M + 1``) as the public segmentation code counts it. The losses multiply
+    their penalty by it and Theorem 1's monitor multiplies λ by it (:func:`effective_lambda`),
+    so the two cannot disagree."""
+    return num_modalities + 1 if per_output else 1
+
+
+def effective_lambda(lam: float, num_modalities: int, per_output: bool = False) -> float:
+    """The weight each penalised ``|gamma|`` is trained with: ``lam`` times
+    :func:`l1_term_count`."""
+    return lam * l1_term_count(num_modalities, per_output)
 
 
 def sparsity_penalty(model: nn.Module, lam: float, mode: SparsityMode = "disjoint") -> Tensor:

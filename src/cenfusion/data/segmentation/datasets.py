@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from cenfusion.data.segmentation.io import (
+from cenfusion.data.io import (
     check_label_values,
     check_listed_files,
     check_root,
@@ -33,12 +33,12 @@ from cenfusion.data.segmentation.io import (
 )
 from cenfusion.data.segmentation.modalities import (
     IMAGENET_RGB,
+    LABEL,
     NYUDV2_DEPTH,
     SUNRGBD_DEPTH,
     Modality,
 )
 from cenfusion.data.segmentation.transforms import (
-    LABEL,
     AugmentSettings,
     Normalise,
     Sample,

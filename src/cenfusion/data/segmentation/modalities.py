@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cenfusion.data.segmentation.transforms import INTERPOLATIONS, LABEL
-
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 NORMS = ("affine", "minmax")
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+LABEL = "label"
+"""The key of the label map in a sample (never a modality's name)."""
 
 
 @dataclass(frozen=True)

@@ -38,20 +38,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-if TYPE_CHECKING:
-    from cenfusion.data.segmentation.modalities import Modality
+from cenfusion.data.segmentation.modalities import INTERPOLATIONS, LABEL, Modality
 
 Sample = dict[str, np.ndarray]
 """``{modality: (H, W, C) float32, ..., "label": (H, W) int64}``."""
-
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
-LABEL = "label"
 
 
 def _pair(size: int | Sequence[int], what: str) -> tuple[int, int]:

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
-from cenfusion.data.segmentation.io import (
+from cenfusion.data.io import (
     check_listed_files,
     check_root,
+    read_image,
     read_list_file,
     resolve_list_file,
 )
@@ -41,32 +41,6 @@ class _Entry:
     where: str  # "split_file:line", for error messages
     sample_id: str
     paths: dict[str, Path]  # input domains in order, then "target"
-
-
-def read_image(path: Path, where: str) -> np.ndarray:
-    """Read an image as ``(H, W, 1|3)`` stored values; errors name the file and its line."""
-    if not path.is_file():
-        raise FileNotFoundError(f"file not found: {path} (listed at {where})")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode in ("RGBA", "P", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
-                image = image.convert("RGB")
-            elif image.mode in ("1", "LA", "La"):
-                image = image.convert("L")
-            array = np.asarray(image)
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
-        raise ValueError(
-            f"cannot read image {path} (listed at {where}): corrupt or truncated? "
-            f"{type(err).__name__}: {err}"
-        ) from None
-    if array.ndim == 2:
-        array = array[:, :, None]
-    if array.shape[2] not in (1, 3):
-        raise ValueError(
-            f"{path} (listed at {where}) has {array.shape[2]} channels, expected 1 or 3"
-        )
-    return array
 
 
 class TranslationFiles(Dataset):

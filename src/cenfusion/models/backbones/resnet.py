@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from cenfusion.models.backbones.pretrained import load_torchvision_resnet
+from cenfusion.models.fusion import build_stage_fusion, check_fusion
 from cenfusion.nn import ModalityBatchNorm2d, ModalityConv2d, as_stacked
 
 NormFactory = Callable[[int, bool], nn.Module]
@@ -272,8 +274,6 @@ class CENResNet(ResNet):
         fusion: str = "cen",
         fusion_stages: str | Sequence[int] = "all",
     ) -> None:
-        from cenfusion.models.fusion import build_stage_fusion, check_fusion
-
         modalities = tuple(modalities)
         if not modalities or len(set(modalities)) != len(modalities):
             raise ValueError(f"modalities: expected distinct names, got {list(modalities)}")
@@ -358,8 +358,6 @@ def create_backbone(
         output_stride, share_convs, private_norms, fusion, fusion_stages,
     )  # fmt: skip
     if pretrained is not None:
-        from cenfusion.models.backbones.pretrained import load_torchvision_resnet
-
         load_torchvision_resnet(model, pretrained)
     return model
 
@@ -371,8 +369,6 @@ def create_plain_backbone(
     plain_norm = lambda channels, site: nn.BatchNorm2d(channels)  # noqa: E731
     model = ResNet(_spec(name), plain_norm, (), in_channels, output_stride)
     if pretrained is not None:
-        from cenfusion.models.backbones.pretrained import load_torchvision_resnet
-
         load_torchvision_resnet(model, pretrained)
     return model
 

@@ -8,11 +8,14 @@ exchanges only in the encoder); the convolutions are shared. Used on a dilated b
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cenfusion.models.backbones import create_backbone
+from cenfusion.models.segmentation.model import CENSegmentationModel, check_classes_and_dropout
 from cenfusion.nn import ModalityBatchNorm2d
 
 
@@ -56,3 +59,30 @@ class PyramidPoolingHead(nn.Module):
             pyramid.append(F.interpolate(pooled, size=size, mode="bilinear", align_corners=True))
         x = F.relu(self.bn(self.bottleneck(torch.cat(pyramid, dim=1))))
         return self.classifier(self.dropout(x))
+
+
+def create_pspnet(
+    backbone: str = "resnet50",
+    num_classes: int = 40,
+    modalities: Sequence[str] | int = ("rgb", "depth"),
+    channels: int = 512,
+    dropout: float = 0.1,
+    output_stride: int = 8,
+    **backbone_options: Any,
+) -> CENSegmentationModel:
+    """PSPNet on a dilated CEN ResNet (``output_stride`` 8 by default; logits at 1/8).
+
+    ``channels``: the width of the head after the pyramid; ``dropout``: before the classifier.
+    ``backbone_options`` go to :func:`~cenfusion.models.create_backbone` (see
+    :func:`~cenfusion.models.segmentation.create_refinenet`).
+    """
+    check_classes_and_dropout(num_classes, dropout)
+    encoder = create_backbone(backbone, modalities, output_stride=output_stride, **backbone_options)
+    head = PyramidPoolingHead(
+        encoder.feature_channels,
+        num_classes,
+        encoder.num_modalities,
+        channels=channels,
+        dropout=dropout,
+    )
+    return CENSegmentationModel(encoder, head, num_classes)

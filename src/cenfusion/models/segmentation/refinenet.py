@@ -17,10 +17,13 @@ checkpoint was trained with; ``"input"`` gives the textbook ``x + f(relu(x))``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from cenfusion.models.backbones import create_backbone
+from cenfusion.models.segmentation.model import CENSegmentationModel, check_classes_and_dropout
 
 RcuResidual = Literal["activated", "input"]
 
@@ -124,3 +127,35 @@ class RefineNetDecoder(nn.Module):
         x = self.stage2(l2, x)
         x = self.stage1(l1, x)
         return self.classifier(self.dropout(x))
+
+
+def create_refinenet(
+    backbone: str = "resnet50",
+    num_classes: int = 40,
+    modalities: Sequence[str] | int = ("rgb", "depth"),
+    decoder_channels: Sequence[int] = (512, 256),
+    dropout: float = 0.5,
+    rcu_residual: RcuResidual = "activated",
+    output_stride: int = 32,
+    **backbone_options: Any,
+) -> CENSegmentationModel:
+    """Light-Weight RefineNet on a CEN ResNet: the paper's main segmentation model.
+
+    ``decoder_channels``: the (deepest, other) widths of the decoder, the paper's (512, 256);
+    smaller ones make a light decoder for small images and CPUs. ``dropout``: on layer3, layer4
+    and the last feature. ``rcu_residual``: see the module docstring. Logits at 1/4 of the
+    input. ``backbone_options`` go to :func:`~cenfusion.models.create_backbone`
+    (``bn_threshold``, ``exchange``, ``exchange_norms``, ``pretrained``, ``share_convs``,
+    ``private_norms``, ``fusion``, ``fusion_stages``).
+    """
+    channels = tuple(decoder_channels)
+    if len(channels) != 2:
+        raise ValueError(
+            f"decoder_channels: expected RefineNet's (deepest, other) widths, got {list(channels)}"
+        )
+    check_classes_and_dropout(num_classes, dropout)
+    encoder = create_backbone(backbone, modalities, output_stride=output_stride, **backbone_options)
+    decoder = RefineNetDecoder(
+        encoder.feature_channels, num_classes, dropout, rcu_residual, channels=channels
+    )
+    return CENSegmentationModel(encoder, decoder, num_classes)

@@ -1,7 +1,7 @@
 """Translation models: the CEN pix2pix U-Net generator and the shared PatchGAN discriminator."""
 
 from cenfusion.models.translation.discriminator import PatchDiscriminator
-from cenfusion.models.translation.model import CENPix2Pix
+from cenfusion.models.translation.model import CENPix2Pix, create_pix2pix
 from cenfusion.models.translation.unet import (
     CENUNetGenerator,
     DownBlock,
@@ -15,5 +15,6 @@ __all__ = [
     "DownBlock",
     "PatchDiscriminator",
     "UpBlock",
+    "create_pix2pix",
     "encoder_widths",
 ]

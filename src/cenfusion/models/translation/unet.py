@@ -20,13 +20,14 @@ alike (``tests/models_translation`` checks it against a reference with pre-activ
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cenfusion.nn import Ensemble, ModalityInstanceNorm2d, as_stacked
+from cenfusion.models.fusion import build_stage_fusion, check_fusion
+from cenfusion.nn import Ensemble, ModalityInstanceNorm2d, StackedModel
 
 
 def encoder_widths(ngf: int, num_downs: int) -> list[int]:
@@ -93,7 +94,7 @@ class UpBlock(nn.Module):
         return self.dropout(y) if self.dropout is not None else y
 
 
-class CENUNetGenerator(nn.Module):
+class CENUNetGenerator(StackedModel):
     """The pix2pix U-Net over ``M`` stacked modalities, one translation per modality + ensemble.
 
     ``forward`` maps ``{modality: (B, C, H, W)}`` (or a list, or an already stacked tensor) to
@@ -115,8 +116,6 @@ class CENUNetGenerator(nn.Module):
         fusion: str = "cen",
         fusion_stages: str | Sequence[int] = "all",
     ) -> None:
-        from cenfusion.models.fusion import build_stage_fusion, check_fusion
-
         super().__init__()
         check_fusion(fusion)
         baseline = fusion != "cen"  # a baseline fuses with layers instead; no exchange, no L1
@@ -128,7 +127,7 @@ class CENUNetGenerator(nn.Module):
         if ngf < 1:
             raise ValueError(f"ngf: expected >= 1, got {ngf}")
         self.modalities = modalities
-        self.num_modalities = num_modalities = len(modalities)
+        num_modalities = len(modalities)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.ngf = ngf
@@ -181,10 +180,6 @@ class CENUNetGenerator(nn.Module):
     def size_multiple(self) -> int:
         return 2**self.num_downs
 
-    def stack(self, inputs: Mapping[str, Tensor] | Sequence[Tensor] | Tensor) -> Tensor:
-        """Validate and stack inputs into ``(M*B, in_channels, H, W)`` (1-channel inputs tiled)."""
-        return as_stacked(inputs, self.modalities, self.in_channels, next(self.parameters(), None))
-
     def _check_size(self, x: Tensor) -> None:
         height, width = x.shape[-2:]
         multiple = self.size_multiple
@@ -212,9 +207,3 @@ class CENUNetGenerator(nn.Module):
     def _fuse(self, h: Tensor, stage: int) -> Tensor:
         key = f"down{stage}"
         return self.fusion[key](h) if key in self.fusion else h
-
-    def forward(
-        self, inputs: Mapping[str, Tensor] | Sequence[Tensor] | Tensor
-    ) -> dict[str, Tensor]:
-        out = self.forward_stacked(self.stack(inputs))
-        return self.ensemble.named_outputs(out, self.modalities)

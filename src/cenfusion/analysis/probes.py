@@ -1,0 +1,88 @@
+"""Per-epoch probes of what the exchange does, for the trainer's log and progress bar.
+
+A probe follows the :class:`cenfusion.engine.trainer.EpochProbe` protocol: ``begin_epoch``
+before the first step, ``live`` after every step (strings for the progress bar) and
+``end_epoch`` for the entries of the epoch's record. The task objects hand them to the
+trainer, so the training loop itself knows nothing of exchange statistics or Theorem 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from cenfusion.analysis.exchange_stats import exchanged_fraction, exchanged_fraction_by_stage
+from cenfusion.analysis.output_gradients import OutputGradientMonitor
+from cenfusion.analysis.theorem import attraction_check
+from cenfusion.nn import exchange_sites
+
+
+class ExchangeProbe:
+    """The share of (modality, channel) pairs below θ: overall and per stage.
+
+    Record entries ``exchanged`` and ``exchanged_per_stage``; the bar shows ``exchanged``.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def begin_epoch(self) -> None:
+        pass
+
+    def live(self) -> dict[str, str]:
+        return {"exchanged": f"{exchanged_fraction(self.model):.1%}"}
+
+    def end_epoch(self) -> dict[str, Any]:
+        return {
+            "exchanged": exchanged_fraction(self.model),
+            "exchanged_per_stage": exchanged_fraction_by_stage(self.model),
+        }
+
+
+class TheoremProbe:
+    """Theorem 1 under training without exchange: the fraction of penalised factors that
+    collapsed below ``threshold`` beside the predicted ``2 Phi(lam / |dL/dy|) - 1``.
+
+    ``lam`` is the weight each penalised ``|gamma|`` is trained with
+    (:func:`cenfusion.nn.effective_lambda`). The probe does nothing (no hooks, no record
+    entry) when the network exchanges, nothing is penalised (``sparsity: none``, ``lam <= 0``)
+    or it has no exchange sites. Record entry ``theorem1``.
+    """
+
+    def __init__(
+        self, network: nn.Module, lam: float, threshold: float, sparsity: str, exchange: bool
+    ) -> None:
+        self.network = network
+        self.lam = lam
+        self.threshold = threshold
+        self.sparsity = sparsity
+        self.active = (
+            not exchange
+            and sparsity != "none"
+            and lam > 0
+            and next(exchange_sites(network), None) is not None
+        )
+        self.monitor: OutputGradientMonitor | None = None
+
+    def begin_epoch(self) -> None:
+        if self.active:
+            self.monitor = OutputGradientMonitor(self.network)
+
+    def live(self) -> dict[str, str]:
+        return {}
+
+    def end_epoch(self) -> dict[str, Any]:
+        if self.monitor is None:
+            return {}
+        try:
+            gradients = self.monitor.mean()
+            if not gradients:
+                return {"theorem1": {}}
+            check = attraction_check(
+                self.network, self.lam, gradients, self.threshold, self.sparsity
+            )
+            return {"theorem1": check.as_dict()}
+        finally:
+            self.monitor.close()
+            self.monitor = None

@@ -1,0 +1,161 @@
+"""What a task is: the one object that owns everything that differs between tasks.
+
+The CLI, the comparison runner, export, ``inspect`` and the public-code import look a task up
+by its name (:func:`cenfusion.tasks.get_task`) and call these methods; no module outside
+:mod:`cenfusion.tasks` asks which task it is dealing with. A new task (depth estimation, say)
+is a new subclass in its own folder with the same layout as the two here: ``config.py`` (its
+config sections), ``training.py`` (model, data, losses, the trainer's parts), ``evaluation.py``
+(scores and their table) and ``prediction.py`` (files in, files out).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from cenfusion.config import Config, TaskSections
+from cenfusion.engine.trainer import Trainer
+
+
+@dataclass(frozen=True)
+class Column:
+    """One score in a comparison table: its key in the scores, label, factor and digits."""
+
+    key: str
+    label: str
+    scale: float = 1.0
+    digits: int = 2
+
+
+@dataclass(frozen=True)
+class ComparisonMetrics:
+    """How ``cenfusion compare`` tabulates a task's runs.
+
+    ``headline`` is shown for every branch and the ensemble and decides the verdicts (``sign``
+    +1 when larger is better, differences in ``unit``); ``ensemble`` are further columns of the
+    ensemble's scores.
+    """
+
+    headline: Column
+    ensemble: tuple[Column, ...]
+    sign: int
+    unit: str
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return (self.headline.key, *(column.key for column in self.ensemble))
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """``cenfusion evaluate``'s switches; a task refuses the ones it has no use for."""
+
+    scales: tuple[float, ...] | None = None
+    flip: bool = False
+    save_images: Path | None = None
+
+
+class Task:
+    """The interface every task implements (see the module docstring)."""
+
+    #: the ``task:`` of configs
+    name: str = ""
+    #: its config sections
+    sections: TaskSections
+    #: ``model.<key>``: the exchange threshold θ a model without exchange is inspected at
+    threshold_key: str = ""
+    #: what ``cenfusion predict`` writes ("predictions", "translations")
+    prediction_noun: str = "predictions"
+    #: how ``cenfusion compare`` tabulates its runs
+    comparison: ComparisonMetrics
+    #: whether the backbone ablations of :mod:`cenfusion.experiments.variants` apply
+    backbone_ablations: bool = False
+
+    # --- building ---------------------------------------------------------------------------
+
+    def build_model(self, config: Config) -> nn.Module:
+        raise NotImplementedError
+
+    def build_datasets(
+        self, config: Config, splits: tuple[str, ...] = ("train", "val")
+    ) -> dict[str, Dataset]:
+        raise NotImplementedError
+
+    def trainer(self, config: Config, resume: bool | str = False, progress: bool = True) -> Trainer:
+        """A :class:`~cenfusion.engine.trainer.Trainer` for ``config``, seeded and ready."""
+        raise NotImplementedError
+
+    # --- scores -------------------------------------------------------------------------------
+
+    def evaluate(
+        self, model: nn.Module, dataset: Dataset, config: Config, progress: bool = True
+    ) -> dict[str, Any]:
+        """``{output: scores}`` of every branch and the ensemble on ``dataset``."""
+        raise NotImplementedError
+
+    def evaluate_checkpoint(
+        self,
+        config: Config,
+        checkpoint: str | Path,
+        split: str,
+        options: EvaluateOptions,
+        progress: bool = True,
+    ) -> tuple[dict[str, Any], str]:
+        """``cenfusion evaluate``: the scores of ``checkpoint`` on ``split`` and a title."""
+        raise NotImplementedError
+
+    def format_scores(self, scores: Mapping[str, Any], title: str = "") -> str:
+        raise NotImplementedError
+
+    def scores_from_record(self, record: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """The scores a metrics record's ``val`` entry holds, as :meth:`evaluate` returns them."""
+        raise NotImplementedError
+
+    # --- trained models -----------------------------------------------------------------------
+
+    def load_trained(
+        self, checkpoint: str | Path, config: Config, state: Mapping[str, Tensor]
+    ) -> nn.Module:
+        """The model ``config`` describes with the checkpoint's weights, in evaluation mode."""
+        raise NotImplementedError
+
+    def read_inputs(
+        self, model: nn.Module, config: Config, files: Mapping[str, Path]
+    ) -> dict[str, Tensor]:
+        """``{modality: (C, H, W)}`` read from ``files`` as the model was trained to see them."""
+        raise NotImplementedError
+
+    def inference_mode(self, model: nn.Module, config: Config) -> contextlib.AbstractContextManager:
+        """The mode predictions are made in (default: ``model.eval()``)."""
+        model.eval()
+        return contextlib.nullcontext()
+
+    def predict_files(
+        self, model: nn.Module, config: Config, files: Mapping[str, Path], output: str | Path
+    ) -> dict[str, Path]:
+        """Predict one input set ``{modality: file}``; returns ``{what: path written}``."""
+        raise NotImplementedError
+
+    # --- the public code's checkpoints ----------------------------------------------------------
+
+    def recognises_official(self, official: Mapping[str, Tensor]) -> bool:
+        """Whether a public-code state dict is one of this task's networks."""
+        raise NotImplementedError
+
+    def import_official(
+        self, official: Mapping[str, Tensor], modalities: list[str] | None
+    ) -> tuple[dict[str, Any], str]:
+        """A cenfusion checkpoint payload from a public-code state dict, and a description."""
+        raise NotImplementedError
+
+    def export_official(
+        self, payload: Mapping[str, Any], official: dict[str, Tensor]
+    ) -> tuple[Any, str]:
+        """What to save for the public code (``official``: the converted state dict)."""
+        raise NotImplementedError

@@ -1,0 +1,192 @@
+"""Training, resuming, evaluating and predicting with the segmentation engine."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from cenfusion.cli import main
+from cenfusion.engine.checkpoint import (
+    load_checkpoint,
+    load_latest,
+    load_model_state,
+    save_checkpoint,
+)
+from cenfusion.nn import ModalityBatchNorm2d, StackedOutputs, penalised_scaling_factors
+from cenfusion.tasks import get_task
+from cenfusion.tasks.segmentation import training as engine
+from cenfusion.tasks.segmentation.evaluation import predict_probabilities
+from cenfusion.tasks.segmentation.training import build_model, segmentation_loss
+
+SEGMENTATION = get_task("segmentation")
+
+
+def test_loss_sums_branch_and_ensemble_cross_entropies_and_the_l1_term(tiny_config):
+    config = tiny_config("train.lam=0.5")
+    model = build_model(config)
+    torch.manual_seed(0)
+    logits = torch.randn(4, 10, 8, 10)
+    label = torch.randint(0, 10, (2, 32, 40))
+    label[0, :3] = 255
+    upsampled = F.interpolate(logits, size=(32, 40), mode="bilinear", align_corners=False)
+    stacked = StackedOutputs(upsampled, model.ensemble(upsampled))
+    total, parts = segmentation_loss(model, stacked, label, config)
+    expected = 0.0
+    outputs = [logits[:2], logits[2:], model.ensemble(logits)]
+    for out in outputs:  # the paper: each output upsampled to the label, its CE, summed
+        up = F.interpolate(out, size=(32, 40), mode="bilinear", align_corners=False)
+        expected = expected + F.cross_entropy(up, label, ignore_index=255)
+    l1 = sum(float(f.detach().abs().sum()) for f in penalised_scaling_factors(model, "disjoint"))
+    torch.testing.assert_close(total, expected + 0.5 * l1, rtol=1e-5, atol=1e-5)
+    per_output = tiny_config("train.lam=0.5", "train.l1_per_output=true")
+    total3, _ = segmentation_loss(model, stacked, label, per_output)
+    torch.testing.assert_close(total3 - total, torch.tensor(2 * 0.5 * l1), rtol=1e-4, atol=1e-4)
+    assert parts["l1"] == pytest.approx(0.5 * l1, rel=1e-5)
+
+
+def state_of(trainer):
+    return {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+
+def test_resume_after_an_interruption_gives_the_same_final_weights(tiny_config, tmp_path):
+    whole = SEGMENTATION.trainer(tiny_config(f"output_dir={tmp_path / 'whole'}"), progress=False)
+    whole.fit()
+    interrupted_dir = tmp_path / "interrupted"
+    first = tiny_config(
+        f"output_dir={interrupted_dir}",
+        "optim.stages=[{epochs: 1, encoder_lr: 0.01, decoder_lr: 0.01}]",
+    )
+    SEGMENTATION.trainer(first, progress=False).fit()
+    second = tiny_config(f"output_dir={interrupted_dir}")
+    resumed = SEGMENTATION.trainer(second, resume=True, progress=False)
+    assert resumed.start_epoch == 1
+    resumed.fit()
+    expected, got = state_of(whole), state_of(resumed)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+    lines = (interrupted_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+
+def test_frozen_batch_norm_keeps_running_statistics_but_trains_gamma(tiny_config):
+    trainer = SEGMENTATION.trainer(
+        tiny_config("train.freeze_bn=true", "optim.stages=[{epochs: 1}]", "train.eval_every=0"),
+        progress=False,
+    )
+    norm = trainer.model.backbone.layer1[0].bn2
+    before_mean, before_gamma = norm.running_mean.clone(), norm.weight.detach().clone()
+    trainer.fit()
+    assert torch.equal(norm.running_mean, before_mean)
+    assert not torch.equal(norm.weight.detach(), before_gamma)
+
+
+def test_non_finite_loss_stops_and_names_the_step(tiny_config, monkeypatch):
+    trainer = SEGMENTATION.trainer(tiny_config(), progress=False)
+    original = engine.segmentation_loss
+
+    def poisoned(model, logits, label, config, *scaling):
+        total, parts = original(model, logits, label, config, *scaling)
+        return total * float("nan"), {**parts, "loss": float("nan")}
+
+    monkeypatch.setattr(engine, "segmentation_loss", poisoned)
+    with pytest.raises(engine.NonFiniteLossError, match="epoch 1, step 1"):
+        trainer.fit()
+    assert not (trainer.output_dir / "last.pt").exists()
+
+
+def test_checkpoint_of_another_architecture_is_refused_by_name(tiny_config, tmp_path):
+    trainer = SEGMENTATION.trainer(tiny_config("optim.stages=[{epochs: 1}]"), progress=False)
+    trainer.fit()
+    other = tiny_config("model.backbone=resnet34", f"output_dir={tmp_path / 'run'}")
+    with pytest.raises(ValueError, match=r"last.pt' is for another architecture"):
+        SEGMENTATION.trainer(other, resume=str(tmp_path / "run" / "last.pt"), progress=False)
+    three = tiny_config("model.modalities=[rgb, depth, normal]")
+    with pytest.raises(ValueError, match="another architecture or number of modalities"):
+        model = build_model(three)
+        load_model_state(model, load_checkpoint(tmp_path / "run" / "last.pt")["model"],
+                                "last.pt")  # fmt: skip
+
+
+def test_corrupt_last_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    save_checkpoint({"epoch": 1}, tmp_path / "previous.pt")
+    (tmp_path / "last.pt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ValueError, match="last.pt' is corrupt"):
+        load_checkpoint(tmp_path / "last.pt")
+    with pytest.warns(UserWarning, match="trying the previous checkpoint"):
+        path, payload = load_latest(tmp_path)
+    assert path.name == "previous.pt" and payload["epoch"] == 1
+
+
+def test_single_scale_probabilities_argmax_equals_the_logits_argmax(tiny_config):
+    model = build_model(tiny_config()).eval()
+    inputs = torch.randn(4, 3, 32, 40)
+    probabilities = predict_probabilities(model, inputs, (32, 40))
+    with torch.no_grad():
+        logits = model.forward_stacked(inputs)
+        ensemble = model.ensemble(logits)
+    up = F.interpolate(ensemble, size=(32, 40), mode="bilinear", align_corners=False)
+    assert torch.equal(probabilities["ensemble"].argmax(1), up.argmax(1))
+    multi = predict_probabilities(model, inputs, (32, 40), scales=(0.75, 1.0), flip=True)
+    assert multi["rgb"].shape == (2, 10, 32, 40)
+    torch.testing.assert_close(multi["rgb"].sum(1), torch.full((2, 32, 40), 4.0))
+
+
+def test_train_evaluate_predict_from_the_command_line(tiny_config, synthetic_nyudv2, tmp_path,
+                                                      capsys):  # fmt: skip
+    config_file = tmp_path / "tiny.yaml"
+    config = tiny_config("optim.stages=[{epochs: 1}]")
+    import yaml
+
+    config_file.write_text(yaml.safe_dump(config.to_dict()))
+    assert main(["train", str(config_file), "--no-progress"]) == 0
+    checkpoint = tmp_path / "run" / "last.pt"
+    assert main(["evaluate", str(config_file), "--checkpoint", str(checkpoint),
+                 "--no-progress", "--scales", "1", "0.75"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "ensemble" in out and "mIoU" in out
+    scores = json.loads((tmp_path / "run" / "scores_val.json").read_text())
+    assert set(scores) == {"rgb", "depth", "ensemble"}
+    rgb = synthetic_nyudv2 / "rgb" / "000007.png"
+    depth = synthetic_nyudv2 / "depth" / "000007.png"
+    output = tmp_path / "pred" / "scene.png"
+    assert main(["predict", "--checkpoint", str(checkpoint), "--rgb", str(rgb),
+                 "--depth", str(depth), "-o", str(output)]) == 0  # fmt: skip
+    labels = np.asarray(Image.open(tmp_path / "pred" / "scene_labels.png"))
+    assert labels.shape == (40, 48) and labels.max() < 10
+    assert Image.open(tmp_path / "pred" / "scene_overlay.png").size == (48, 40)
+    assert main(["predict", "--checkpoint", str(checkpoint), "--rgb", str(rgb),
+                 "-o", str(output)]) == 2  # fmt: skip
+    assert "missing ['depth']" in capsys.readouterr().err
+
+
+def test_config_typos_are_refused_with_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  batch_sise: 4\n")
+    assert main(["train", str(bad)]) == 2
+
+
+def test_private_norms_are_used_throughout(tiny_config):
+    model = build_model(tiny_config())
+    assert any(isinstance(m, ModalityBatchNorm2d) for m in model.modules())
+    assert not any(type(m) is torch.nn.BatchNorm2d for m in model.modules())
+
+
+def test_training_and_prediction_read_modalities_the_same_way(tiny_config):
+    nyu = engine.modality_specs(tiny_config("data.depth_scale=0.001"))
+    assert [s.name for s in nyu] == ["rgb", "depth"] and nyu[1].scale == 0.001
+    assert nyu[1].require_16bit
+    sun = engine.modality_specs(tiny_config("data.format=sunrgbd", "data.allow_8bit_depth=true"))
+    assert sun[1].norm == "minmax" and not sun[1].require_16bit
+    folder = engine.modality_specs(
+        tiny_config(
+            "data.format=folder",
+            "model.modalities=[rgb, thermal]",
+            "data.modality_settings={thermal: {channels: 1, scale: 0.01}}",
+        )
+    )
+    assert folder[0].mean is None  # the folder format takes no presets
+    assert (folder[1].name, folder[1].channels, folder[1].scale) == ("thermal", 1, 0.01)
