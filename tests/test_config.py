@@ -1,4 +1,4 @@
-"""The shipped configs parse, and the paper's recipe says what METHOD.md §3 says."""
+"""The shipped configs parse, and the paper's recipe says what docs/method.md §4 says."""
 
 from pathlib import Path
 

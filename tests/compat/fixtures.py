@@ -1,49 +1,32 @@
-"""Where the public code's reference outputs are: ../shared/fixtures/official/ by default.
+"""Where the public code's reference outputs are: tests/compat/official_fixtures/ (its README
+says where they came from and how to rebuild them).
 
-Looked up, in order: ``$CENFUSION_OFFICIAL_FIXTURES``, ``../shared/fixtures/official`` beside
-this checkout, and the same beside the checkout this one was cloned from (a CI clone of the
-project's working copy), so the equivalence tests run wherever the folder exists.
+``$CENFUSION_OFFICIAL_FIXTURES``, when set, names another folder to use instead. The files are
+part of the repository, so a missing folder or file fails the equivalence tests rather than
+skipping them: use :func:`official_file` to reach a file.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import zlib
 from pathlib import Path
 
 import torch
 
-REPOSITORY = Path(__file__).resolve().parents[2]
+IN_REPOSITORY = Path(__file__).resolve().parent / "official_fixtures"
+FIXTURES = Path(os.environ.get("CENFUSION_OFFICIAL_FIXTURES") or IN_REPOSITORY)
 
 
-def _origin_checkout() -> Path | None:
-    try:
-        url = subprocess.run(
-            ["git", "-C", str(REPOSITORY), "remote", "get-url", "origin"],
-            capture_output=True, text=True, check=True, timeout=10,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return None
-    path = Path(url.removeprefix("file://"))
-    return path if path.is_dir() else None
-
-
-def official_fixtures() -> Path:
-    candidates = []
-    if os.environ.get("CENFUSION_OFFICIAL_FIXTURES"):
-        candidates.append(Path(os.environ["CENFUSION_OFFICIAL_FIXTURES"]))
-    candidates.append(REPOSITORY.parent / "shared" / "fixtures" / "official")
-    origin = _origin_checkout()
-    if origin is not None:
-        candidates.append(origin.resolve().parent / "shared" / "fixtures" / "official")
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
-    return candidates[0] if candidates else REPOSITORY.parent / "shared"
-
-
-FIXTURES = official_fixtures()
+def official_file(name: str) -> Path:
+    """The path of one fixture file; a missing one is an error, never a reason to skip."""
+    path = FIXTURES / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"official fixture {name} not found in {FIXTURES} (the folder is part of the "
+            f"repository: tests/compat/official_fixtures/; is $CENFUSION_OFFICIAL_FIXTURES wrong?)"
+        )
+    return path
 
 
 def reference_weight(key: str, shape: tuple[int, ...], owner: str) -> torch.Tensor:

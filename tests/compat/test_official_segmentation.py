@@ -1,7 +1,7 @@
 """cenfusion computes the public CEN code's function: RefineNet-ResNet-50, eval and train.
 
-The reference outputs in ../shared/fixtures/official/ were produced by the public code itself
-(its README says how to rebuild the weights and which tolerances hold).
+The reference outputs in tests/compat/official_fixtures/ were produced by the public code
+itself (its README says how to rebuild the weights and which tolerances hold).
 """
 
 import json
@@ -11,24 +11,20 @@ import torch
 
 from cenfusion.compat import cenfusion_to_official, load_official, official_to_cenfusion
 from cenfusion.nn import exchange_mask
-from tests.compat.fixtures import FIXTURES, reference_weight
+from tests.compat.fixtures import official_file, reference_weight
 
-pytestmark = pytest.mark.skipif(
-    not (FIXTURES / "segmentation_refinenet50_io.pt").is_file(),
-    reason=f"official fixtures not found at {FIXTURES}",
-)
 MODALITIES = ("rgb", "depth", "ensemble")
 
 
 @pytest.fixture(scope="module")
 def official_state():
-    keys = json.loads((FIXTURES / "segmentation_refinenet50_keys.json").read_text())
+    keys = json.loads(official_file("segmentation_refinenet50_keys.json").read_text())
     return {k: reference_weight(k, tuple(shape), owner) for k, shape, owner in keys}
 
 
 @pytest.fixture(scope="module")
 def io():
-    return torch.load(FIXTURES / "segmentation_refinenet50_io.pt", weights_only=True)
+    return torch.load(official_file("segmentation_refinenet50_io.pt"), weights_only=True)
 
 
 @pytest.fixture
@@ -80,7 +76,7 @@ def test_train_outputs_and_gradients_match_the_public_code(model, io):
 
 
 def test_exchange_masks_match_the_public_code(model):
-    expected = json.loads((FIXTURES / "segmentation_exchange_masks.json").read_text())
+    expected = json.loads(official_file("segmentation_exchange_masks.json").read_text())
     for site, per_modality in expected.items():
         mask = exchange_mask(model.backbone.get_submodule(site).weight, 2e-2)
         for m in range(2):

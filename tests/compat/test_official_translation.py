@@ -1,9 +1,9 @@
 """cenfusion computes the public CEN pix2pix generator's function: ngf 8, two modalities.
 
-The reference outputs in ../shared/fixtures/official/ were produced by the public code itself
-(its README says how to rebuild the weights and which tolerances hold): ``Generator(3, 8, 3)``,
-exchange on at threshold 1e-2, in eval mode (running statistics) and in train mode with the
-dropouts off (instance statistics).
+The reference outputs in tests/compat/official_fixtures/ were produced by the public code
+itself (its README says how to rebuild the weights and which tolerances hold):
+``Generator(3, 8, 3)``, exchange on at threshold 1e-2, in eval mode (running statistics) and in
+train mode with the dropouts off (instance statistics).
 """
 
 import json
@@ -18,23 +18,20 @@ from cenfusion.compat import (
     official_translation_to_cenfusion,
 )
 from cenfusion.compat.official import UNUSED_NORM
-from tests.compat.fixtures import FIXTURES, reference_weight
+from tests.compat.fixtures import official_file, reference_weight
 
-pytestmark = pytest.mark.skipif(
-    not FIXTURES.is_dir(), reason=f"official fixtures folder not found at {FIXTURES}"
-)
 OUTPUTS = ("m0", "m1", "ensemble")
 
 
 @pytest.fixture(scope="module")
 def official_state():
-    keys = json.loads((FIXTURES / "translation_pix2pix_ngf8_keys.json").read_text())
+    keys = json.loads(official_file("translation_pix2pix_ngf8_keys.json").read_text())
     return {k: reference_weight(k, tuple(shape), owner) for k, shape, owner in keys}
 
 
 @pytest.fixture(scope="module")
 def io():
-    return torch.load(FIXTURES / "translation_pix2pix_ngf8_io.pt", weights_only=True)
+    return torch.load(official_file("translation_pix2pix_ngf8_io.pt"), weights_only=True)
 
 
 @pytest.fixture

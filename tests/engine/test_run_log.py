@@ -71,7 +71,11 @@ def test_tensorboard_without_the_package_is_a_clear_error(tiny_config, monkeypat
 
 
 def test_tensorboard_event_files_hold_the_scalars(tiny_config):
-    pytest.importorskip("tensorboard")
+    pytest.importorskip(
+        "tensorboard",
+        reason="tensorboard is not installed (an optional extra, not in dev): "
+        "pip install 'cenfusion[tensorboard]' to run this",
+    )
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     config = tiny_config("train.tensorboard=true")

@@ -154,7 +154,11 @@ def test_the_inception_weights_are_read_from_a_local_file_only(tmp_path):
 def test_the_inception_is_pytorch_fids():
     """Exact equality with pytorch-fid's InceptionV3 on random weights (pytorch-fid and
     torchvision are not dependencies: this runs where they are installed)."""
-    inception = pytest.importorskip("pytorch_fid.inception")
+    inception = pytest.importorskip(
+        "pytorch_fid.inception",
+        reason="pytorch-fid is not installed: it needs torchvision, which is kept out of the "
+        "environment (its wheels pull a CUDA build of torch)",
+    )
     ours = FIDInceptionV3()
     g = torch.Generator().manual_seed(0)
     state = {}
