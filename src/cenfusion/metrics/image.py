@@ -1,4 +1,4 @@
-"""How generated images are judged: L1, RMSE, PSNR, SSIM, FID and KID (METHOD.md §4).
+"""How generated images are judged: L1, RMSE, PSNR, SSIM, FID and KID (docs/method.md §5).
 
 - **L1 / RMSE** on the network's ``[-1, 1]`` scale, as the public code reports them: L1 is the
   mean over images of each image's mean absolute error; RMSE is the square root of the mean

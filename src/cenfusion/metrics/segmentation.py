@@ -1,4 +1,4 @@
-"""Segmentation metrics from one confusion matrix over the whole split (METHOD.md §4).
+"""Segmentation metrics from one confusion matrix over the whole split (docs/method.md §5).
 
 Rows are ground truth, columns predictions; pixels whose label is >= num_classes (255 = void)
 are ignored. pixel accuracy = trace / total; mean accuracy = nanmean(diag / row sums);

@@ -1,6 +1,16 @@
-"""What is built from the CEN blocks: backbones, segmentation models, one factory."""
+"""What is built from the CEN blocks: backbones, one builder per architecture, one factory."""
 
 from cenfusion.models.backbones import create_backbone, create_plain_backbone
-from cenfusion.models.factory import create_model
+from cenfusion.models.factory import ARCHITECTURES, create_model
+from cenfusion.models.segmentation import create_pspnet, create_refinenet
+from cenfusion.models.translation import create_pix2pix
 
-__all__ = ["create_backbone", "create_model", "create_plain_backbone"]
+__all__ = [
+    "ARCHITECTURES",
+    "create_backbone",
+    "create_model",
+    "create_pix2pix",
+    "create_plain_backbone",
+    "create_pspnet",
+    "create_refinenet",
+]

@@ -41,7 +41,7 @@ def create_model(task: str = "segmentation", arch: str | None = None, **kwargs: 
     if arch not in builders:
         raise ValueError(f"arch for {task}: expected one of {tuple(builders)}, got {arch!r}")
     builder = builders[arch]
-    kwargs = _earlier_arguments(task, arch, kwargs)
+    kwargs = _earlier_arguments(arch, kwargs)
     accepted = builder_arguments(builder)
     unknown = [key for key in kwargs if key not in accepted]
     if unknown:
@@ -52,16 +52,16 @@ def create_model(task: str = "segmentation", arch: str | None = None, **kwargs: 
     return builder(**kwargs)
 
 
-def _earlier_arguments(task: str, arch: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+def _earlier_arguments(arch: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """The calls of the earlier, single ``create_model`` in the builders' terms: ``None`` meant
     "the architecture's default"; PSPNet's width was ``decoder_channels[0]`` and it took (and
-    ignored) ``rcu_residual``; translation took the sharing switches, refusing ``False``."""
+    ignored) ``rcu_residual``; pix2pix took the sharing switches, refusing ``False``."""
     kwargs = {key: value for key, value in kwargs.items() if value is not None}
     if arch == "pspnet":
         kwargs.pop("rcu_residual", None)
         if "decoder_channels" in kwargs:  # [width], or RefineNet's pair: its first entry
             kwargs.setdefault("channels", int(list(kwargs.pop("decoder_channels"))[0]))
-    if task == "translation":
+    if arch == "pix2pix":
         shared = [kwargs.pop(key, True) for key in ("share_convs", "private_norms")]
         if not all(shared):
             raise ValueError(

@@ -255,7 +255,7 @@ def _resolve(
 
 
 class NYUDv2(ListFileSegmentation):
-    """NYUDv2 as the public code ships it (METHOD.md section 5), and ``cenfusion synth nyudv2``.
+    """NYUDv2 as the public code ships it (docs/method.md §6), and ``cenfusion synth nyudv2``.
 
     ``root`` holds ``rgb/``, ``masks/``, ``depth/``; each list line is
     ``rgb/000003.png<TAB>masks/000003.png<TAB>depth/000003.png``. Masks hold 0..39 and 255 =

@@ -308,7 +308,7 @@ class RandomCrop:
 
 @dataclass(frozen=True)
 class AugmentSettings:
-    """The training augmentation of the paper (METHOD.md section 3), every size a setting.
+    """The training augmentation of the paper (docs/method.md §4), every size a setting.
 
     Random scale in ``scale_range`` with the short side kept >= ``min_short_side``, pad to
     ``crop_size`` (labels with the ignore index), horizontal flip with ``flip_prob``, random

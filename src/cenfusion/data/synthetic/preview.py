@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from cenfusion.data.synthetic.classes import IGNORE_INDEX, PALETTE
 from cenfusion.data.synthetic.dataset import DEFAULT_SIZE, check_size, render_arrays
@@ -93,8 +94,6 @@ def save_preview(
     modalities: tuple[str, ...] = MODALITIES,
 ) -> Path:
     """Write :func:`preview_grid` as a PNG with a caption row naming the columns."""
-    from PIL import Image, ImageDraw
-
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"preview: expected an output path ending in .png, got {str(path)!r}")

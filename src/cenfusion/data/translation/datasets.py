@@ -6,7 +6,7 @@ Both return ``dataset[i] == {input domain: (3, H, W), ..., "target": (3, H, W)}`
 checked (all domains of a sample share one size), normalised by its :class:`Domain`, then
 augmented (training) or resized (evaluation).
 
-Taskonomy (METHOD.md §5, and ``cenfusion synth taskonomy`` output unchanged): one folder per
+Taskonomy (docs/method.md §6, and ``cenfusion synth taskonomy`` output unchanged): one folder per
 domain holding ``point_{P}_view_{V}_domain_{DOMAIN}.png``; a split file with one line per sample,
 ``{domain}/point_407_view_2_domain_{domain}.png``, in which the reader substitutes the domain.
 """

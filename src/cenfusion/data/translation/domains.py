@@ -1,4 +1,4 @@
-"""How each domain's stored values become a ``[-1, 1]`` image (METHOD.md §3 and §5).
+"""How each domain's stored values become a ``[-1, 1]`` image (docs/method.md §4 and §6).
 
 The public code (``utils/dataset.py``) tiles single-channel images to 3 channels, takes
 ``log(1 + x)`` of depth, divides the 16-bit domains by fixed maxima (depth 11.1 after the log,
@@ -12,7 +12,7 @@ uint8, which wraps them around), and nothing is rounded back to 8 bits before re
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -113,8 +113,6 @@ TASKONOMY_PRESETS: dict[str, Domain] = {
 
 def resolve_domain(name: str, presets: dict[str, Domain], settings: dict | None = None) -> Domain:
     """The preset for ``name`` (or a default ``Domain``) with ``settings`` replacing fields."""
-    from dataclasses import fields, replace
-
     base = presets.get(name, Domain(name))
     if not settings:
         return base

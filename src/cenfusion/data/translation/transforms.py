@@ -44,7 +44,7 @@ def resize_image(image: Tensor, size: tuple[int, int], mode: str = "bilinear") -
 
 @dataclass(frozen=True)
 class TranslationAugment:
-    """Resize to ``load_size``, random ``crop_size`` crop, horizontal flip (METHOD.md §3)."""
+    """Resize to ``load_size``, random ``crop_size`` crop, horizontal flip (docs/method.md §4)."""
 
     load_size: tuple[int, int] = (286, 286)
     crop_size: tuple[int, int] = (256, 256)

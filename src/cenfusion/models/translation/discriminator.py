@@ -1,4 +1,4 @@
-"""The conditional PatchGAN discriminator that all modalities share (METHOD.md §1).
+"""The conditional PatchGAN discriminator that all modalities share (docs/method.md §3).
 
 ``D(x_m, y)`` sees one input modality concatenated with a real or generated target: 4x4 convs
 with strides 2, 2, 2, 1, 1 and widths ``ndf * (1, 2, 4, 8)``, then 1; LeakyReLU(0.2) before

@@ -5,7 +5,7 @@ Every modality runs through the *same* convolutions (one call over the stacked
 one affine InstanceNorm (and running statistics) per modality. Encoder blocks are
 ``LeakyReLU(0.2) -> 4x4 stride-2 conv -> norm``, widths ``ngf * (1, 2, 4, 8, 8, 8, 8, 8)``;
 blocks 1 and 8 have no norm (block 1 not even the activation), and the norms of blocks 2..7 are
-the exchange sites (METHOD.md §1-2). Decoder blocks are ``ReLU -> 4x4 stride-2 transposed conv
+the exchange sites (docs/method.md §2-3). Decoder blocks are ``ReLU -> 4x4 stride-2 transposed conv
 -> norm (not on the last) -> dropout 0.5 (first three)``, each output concatenated with the
 mirrored encoder feature; ``tanh`` at the end, then the alpha ensemble. ``fusion`` (not
 ``"cen"``) puts one of the baselines of :mod:`cenfusion.models.fusion` after the chosen encoder
