@@ -52,8 +52,10 @@ class DataConfig:
     root: str = ""
     # list file of the training split
     train_list: str = "train.txt"
-    # list file of the validation split
+    # list file of the validation split (scores during training, choices of settings)
     val_list: str = "val.txt"
+    # list file of the held-out test split (the scores a comparison reports, when present)
+    test_list: str = "test.txt"
     # training crop (H, W)
     crop_size: list[int] = field(default_factory=lambda: [500, 500])
     # probability of a horizontal flip in training

@@ -85,3 +85,12 @@ def test_tensorboard_event_files_hold_the_scalars(tiny_config):
     tags = events.Tags()["scalars"]
     assert "loss" in tags and "alpha/rgb" in tags and "val/ensemble/mean_iou" in tags
     assert [e.step for e in events.Scalars("loss")] == [1, 2]
+
+
+def test_off_a_terminal_the_trainer_prints_lines_not_a_bar(tiny_config, capsys, monkeypatch):
+    """``cenfusion train ... > log.txt 2>&1``: plain progress lines, no carriage returns."""
+    monkeypatch.setattr("sys.stderr.isatty", lambda: False, raising=False)
+    SEGMENTATION.trainer(tiny_config("train.eval_every=0"), progress=True).fit()
+    out, err = capsys.readouterr()
+    assert "epoch 1/2, step 1/2: loss" in out and "epoch 2/2, step 2/2: loss" in out
+    assert "\r" not in err and "\r" not in out

@@ -8,7 +8,7 @@ from cenfusion.data.synthetic.writers import write_nyudv2, write_taskonomy
 def segmentation_yaml(tmp_path_factory):
     """A YAML config of a ResNet-18 RefineNet that trains one step per run in about a second."""
     root = tmp_path_factory.mktemp("compare-segmentation")
-    write_nyudv2(root / "data", n_train=4, n_val=2, seed=5, size=(32, 40), progress=False)
+    write_nyudv2(root / "data", n_train=4, n_val=2, n_test=2, seed=5, size=(32, 40), progress=False)
     config = {
         "task": "segmentation",
         "output_dir": str(root / "run"),

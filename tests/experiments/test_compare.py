@@ -155,3 +155,58 @@ def test_the_alignment_loss_enters_the_segmentation_loss(segmentation_yaml):
     assert parts["align"] > 0
     without = parts["loss"] - parts["align"]
     assert without == pytest.approx(parts["ce_branches"] + parts["ce_ensemble"] + parts["l1"])
+
+
+def test_the_table_reports_intervals_and_paired_differences_to_cen():
+    """Two seeds, hand-made scores: CEN 0.50/0.60, concat 0.40/0.52 (differences 0.10, 0.08:
+    mean 0.09, std 0.01414, half width 12.706 * 0.01414 / sqrt(2) = 0.12706)."""
+    from cenfusion.experiments.report import format_markdown, summarise
+
+    def cell(method, seed, miou):
+        scores = {name: {"mean_iou": miou, "pixel_accuracy": 0.9, "mean_accuracy": 0.8}
+                  for name in ("rgb", "depth", "ensemble")}  # fmt: skip
+        sizes = {"total_params": 10, "fusion_params": 0, "train_seconds": 1.0, "error": ""}
+        return {"method": method, "seed": seed, "status": "ok", "scores": scores, **sizes}
+
+    report = {
+        "task": "segmentation", "config": "c.yaml", "seeds": 2, "modalities": ["rgb", "depth"],
+        "methods": ["cen", "concat-early"], "descriptions": {},
+        "machine": {"processor": "x", "threads": 2, "torch": "2", "date": "today"},
+        "cells": [cell("cen", 0, 0.50), cell("cen", 1, 0.60),
+                  cell("concat-early", 0, 0.40), cell("concat-early", 1, 0.52)],
+    }  # fmt: skip
+    report["summary"] = summarise(report)
+    paired = report["summary"][1]["paired_vs_cen"]
+    assert paired["n"] == 2 and paired["mean"] == pytest.approx(-0.09)
+    assert paired["half_width"] == pytest.approx(12.706 * 0.02 / 2**0.5 / 2**0.5)
+    ensemble = report["summary"][0]["scores"]["ensemble"]["mean_iou"]
+    assert ensemble["half_width"] == pytest.approx(12.706 * (0.1 / 2**0.5) / 2**0.5)
+    text = format_markdown(report)
+    assert "55.00 ± 63.53" in text  # CEN's ensemble mIoU: mean ± half width, in points
+    assert "`concat-early`: +9.00 ± 12.71 mIoU points (2 paired seeds): not resolved" in text
+
+
+def test_cells_report_the_held_out_test_split_and_their_convergence(segmentation_yaml, tmp_path):
+    report = Comparison(
+        str(segmentation_yaml), ["cen"], seeds=1, output_dir=tmp_path, progress=False,
+        overrides=["optim.stages=[{epochs: 2, encoder_lr: 0.01, decoder_lr: 0.01}]"],
+    ).run()  # fmt: skip
+    (cell,) = report["cells"]
+    assert set(cell["test_scores"]) == {"rgb", "depth", "ensemble"}
+    assert cell["test_scores"] != cell["scores"]  # two other scenes
+    assert [epoch for epoch, _ in cell["val_curve"]] == [1, 2]
+    curve = dict(cell["val_curve"])
+    assert cell["last_quarter_gain"] == pytest.approx(curve[2] - curve[1])
+    assert "on the held-out test split" in (tmp_path / "results.md").read_text()
+
+
+def test_the_last_quarter_gain_compares_with_the_last_validation_before_three_quarters():
+    from cenfusion.experiments.runner import last_quarter_gain, validation_curve
+
+    history = [{"epoch": e, "val": {"ensemble": {"mean_iou": v}}} for e, v in
+               [(2, 0.1), (4, 0.3), (6, 0.35), (8, 0.36)]]  # fmt: skip
+    curve = validation_curve([*history, {"epoch": 9}], "mean_iou")
+    assert curve == [[2, 0.1], [4, 0.3], [6, 0.35], [8, 0.36]]
+    assert last_quarter_gain(curve, 8) == pytest.approx(0.36 - 0.35)  # 3/4 of 8 = epoch 6
+    assert last_quarter_gain(curve, 40) == pytest.approx(0.0)  # nothing after 30: last - last
+    assert last_quarter_gain([[8, 0.36]], 8) is None  # no validation in the first 3/4

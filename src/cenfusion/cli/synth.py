@@ -38,6 +38,9 @@ def _writer(parser: argparse.ArgumentParser, n_train: int, n_val: int) -> None:
     parser.add_argument(
         "--n-val", type=int, default=n_val, help="validation scenes (default: %(default)s)"
     )
+    parser.add_argument(
+        "--n-test", type=int, default=0, help="held-out test scenes, test.txt (default: none)"
+    )
     _common(parser)
     parser.add_argument(
         "--void-holes", action="store_true", help="label depth holes 255 (void) in the masks"
@@ -53,14 +56,21 @@ def _run_nyudv2(args: argparse.Namespace) -> int:
         args.out,
         n_train=args.n_train,
         n_val=args.n_val,
+        n_test=args.n_test,
         seed=args.seed,
         size=tuple(args.size),
         void_holes=args.void_holes,
         force=args.force,
         progress=not args.no_progress,
     )
-    print(f"wrote {args.n_train} train + {args.n_val} val NYUDv2-format scenes to {root}")
+    print(
+        f"wrote {args.n_train} train + {args.n_val} val{_test(args)} NYUDv2-format scenes to {root}"
+    )
     return 0
+
+
+def _test(args: argparse.Namespace) -> str:
+    return f" + {args.n_test} test" if args.n_test else ""
 
 
 def _run_taskonomy(args: argparse.Namespace) -> int:
@@ -68,6 +78,7 @@ def _run_taskonomy(args: argparse.Namespace) -> int:
         args.out,
         n_train=args.n_train,
         n_val=args.n_val,
+        n_test=args.n_test,
         seed=args.seed,
         size=tuple(args.size),
         domains=args.domains or tuple(TASKONOMY_DOMAINS),
@@ -75,7 +86,8 @@ def _run_taskonomy(args: argparse.Namespace) -> int:
         force=args.force,
         progress=not args.no_progress,
     )
-    print(f"wrote {args.n_train} train + {args.n_val} val Taskonomy-format scenes to {root}")
+    counts = f"{args.n_train} train + {args.n_val} val{_test(args)}"
+    print(f"wrote {counts} Taskonomy-format scenes to {root}")
     return 0
 
 
@@ -91,13 +103,15 @@ def _run_folder(args: argparse.Namespace) -> int:
         modalities=args.modalities,
         n_train=args.n_train,
         n_val=args.n_val,
+        n_test=args.n_test,
         seed=args.seed,
         size=tuple(args.size),
         void_holes=args.void_holes,
         force=args.force,
         progress=not args.no_progress,
     )
-    print(f"wrote {args.n_train} + {args.n_val} scenes ({', '.join(args.modalities)}) to {root}")
+    counts = f"{args.n_train} + {args.n_val}{_test(args)}"
+    print(f"wrote {counts} scenes ({', '.join(args.modalities)}) to {root}")
     return 0
 
 

@@ -16,6 +16,7 @@ its parts, then ``Trainer(config, run, parts)``.
 from __future__ import annotations
 
 import json
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -129,6 +130,12 @@ def prepare_run(config: Config) -> RunSetup:
     return RunSetup(device, distributed.is_main(), plan)
 
 
+def show_bars(progress: bool) -> bool:
+    """Progress bars only where someone watches them: asked for, and on a terminal (a bar
+    redrawn into a log file is one endless line; the trainer prints plain lines there)."""
+    return progress and sys.stderr.isatty()
+
+
 def due(every: int, epoch: int, epochs: int) -> bool:
     """Whether a thing done every ``every`` epochs (0: never) runs after ``epoch`` (0-based) of
     ``epochs``; the last epoch always counts."""
@@ -160,6 +167,8 @@ class Trainer:
         self.main = run.main
         self.plan = run.plan
         self.progress = progress and self.main
+        # not on a terminal: a plain line every tenth of an epoch instead of a bar
+        self.bars = show_bars(self.progress)
         self.output_dir = Path(config.output_dir)
         distributed.seed_process(config.train.seed)
         self.start_epoch = 0
@@ -261,9 +270,10 @@ class Trainer:
             total=steps,
             initial=progress.step,
             desc=f"epoch {epoch + 1}/{epochs}",
-            disable=not self.progress,
+            disable=not self.bars,
             leave=False,
         )
+        line_every = max(1, steps // 10)
         for probe in parts.probes:
             probe.begin_epoch()
         while progress.step < steps:
@@ -278,6 +288,9 @@ class Trainer:
                 postfix.update(probe.live())
             bar.set_postfix(**postfix)
             bar.update()
+            if self.progress and not self.bars and progress.step % line_every == 0:
+                shown = ", ".join(f"{k} {v}" for k, v in postfix.items())
+                print(f"epoch {epoch + 1}/{epochs}, step {progress.step}/{steps}: {shown}")
             progress.seconds = time.perf_counter() - start
             if result.stop:
                 bar.close()

@@ -1,4 +1,5 @@
-"""Tables of a comparison: mean ± std over seeds per method, Markdown and JSON.
+"""Tables of a comparison: mean and 95 % interval over paired seeds per method, each method's
+paired difference to CEN, Markdown and JSON (:mod:`cenfusion.experiments.statistics`).
 
 Segmentation rows give every branch's mIoU and the ensemble's mIoU, pixel and mean accuracy
 (for a unimodal network its one branch is its prediction, so it fills its modality's column
@@ -9,17 +10,23 @@ so in its row; it is never dropped.
 
 from __future__ import annotations
 
-import statistics
 from typing import Any
 
+from cenfusion.experiments.statistics import mean_interval, paired_difference
 from cenfusion.tasks import ComparisonMetrics, get_task
 
 NOT_OK = ("diverged", "failed", "pending")
 
 
+def reported_scores(cell: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The scores a table reports for a cell: the held-out test split's when the run has them,
+    else the validation split's."""
+    return cell.get("test_scores") or cell["scores"]
+
+
 def _output_names(cell: dict[str, Any], modalities: list[str]) -> dict[str, str]:
     """Column name -> output name of this cell (a unimodal cell's branch is also its ensemble)."""
-    outputs = list(cell["scores"])
+    outputs = list(reported_scores(cell))
     branches = [name for name in outputs if name != "ensemble"]
     mapping = {name: name for name in branches if name in modalities}
     if "ensemble" in outputs:
@@ -27,18 +34,42 @@ def _output_names(cell: dict[str, Any], modalities: list[str]) -> dict[str, str]
     return mapping
 
 
-def _mean_std(values: list[float]) -> dict[str, float] | None:
+def _mean_std(values: list[float | None]) -> dict[str, float] | None:
+    """Mean, std, n and the 95 % interval's half width (None for one value) of the values
+    that exist."""
     values = [v for v in values if v is not None]
     if not values:
         return None
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return {"mean": statistics.fmean(values), "std": std, "n": len(values)}
+    interval = mean_interval(values)
+    return {
+        "mean": interval.mean,
+        "std": interval.std,
+        "n": interval.n,
+        "half_width": interval.half_width,
+    }
+
+
+def _by_seed(cells: list[dict[str, Any]], modalities: list[str], metric: str) -> dict[int, float]:
+    """``{seed: the ensemble's metric}`` of the finished cells."""
+    values = {}
+    for cell in cells:
+        output = _output_names(cell, modalities).get("ensemble")
+        if cell["status"] == "ok" and output is not None:
+            value = reported_scores(cell)[output].get(metric)
+            if value is not None:
+                values[int(cell["seed"])] = float(value)
+    return values
 
 
 def summarise(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per method: statuses, mean/std of every (column, metric), params, time."""
+    """One row per method: statuses, mean/std/95 % interval of every (column, metric), the
+    paired difference of its ensemble's headline metric to CEN's (``paired_vs_cen``: the
+    method minus CEN, seed by seed), params, time."""
     modalities = report["modalities"]
-    metrics = get_task(report["task"]).comparison.metrics
+    comparison = get_task(report["task"]).comparison
+    metrics = comparison.metrics
+    headline = comparison.headline.key
+    cen = _by_seed([c for c in report["cells"] if c["method"] == "cen"], modalities, headline)
     rows = []
     for method in report["methods"]:
         cells = [c for c in report["cells"] if c["method"] == method]
@@ -50,7 +81,7 @@ def summarise(report: dict[str, Any]) -> list[dict[str, Any]]:
                 for cell in ok:
                     output = _output_names(cell, modalities).get(column)
                     if output is not None:
-                        values.append(cell["scores"][output].get(metric))
+                        values.append(reported_scores(cell)[output].get(metric))
                 stats = _mean_std(values)
                 if stats is not None:
                     columns.setdefault(column, {})[metric] = stats
@@ -66,18 +97,35 @@ def summarise(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "total_params": max((c["total_params"] for c in cells), default=0),
                 "fusion_params": max((c["fusion_params"] for c in cells), default=0),
                 "train_seconds": _mean_std([c["train_seconds"] for c in ok]),
+                "paired_vs_cen": _paired(_by_seed(ok, modalities, headline), cen),
+                "split": "test" if ok and all(c.get("test_scores") for c in ok) else "val",
+                "last_quarter_gain": _mean_std([c.get("last_quarter_gain") for c in ok]),
             }
         )
     return rows
 
 
+def _paired(values: dict[int, float], cen: dict[int, float]) -> dict[str, Any] | None:
+    difference = paired_difference(values, cen)
+    return None if difference is None else difference.as_dict()
+
+
 def _cell(stats: dict[str, float] | None, scale: float, digits: int) -> str:
+    """``mean ± half width of the 95 % interval`` (the mean alone for one seed)."""
     if stats is None:
         return "—"
     text = f"{stats['mean'] * scale:.{digits}f}"
-    if stats["n"] > 1:
-        text += f" ± {stats['std'] * scale:.{digits}f}"
+    if stats.get("half_width") is not None:
+        text += f" ± {stats['half_width'] * scale:.{digits}f}"
     return text
+
+
+def _splits(rows: list[dict[str, Any]]) -> str:
+    """``test``, ``validation`` or ``test (validation for some methods)``."""
+    splits = {row.get("split", "val") for row in rows if row["ok"]}
+    if splits == {"test"}:
+        return "held-out test"
+    return "validation" if splits <= {"val"} else "test (validation for some methods)"
 
 
 def _count(n: int) -> str:
@@ -104,7 +152,11 @@ def format_markdown(report: dict[str, Any]) -> str:
         lines += ["Reproduce with:", "", "```bash", report["command"], "```", ""]
     machine = report["machine"]
     lines += [
-        f"{report['seeds']} seed(s) per method; mean ± std over the seeds that finished. "
+        f"{report['seeds']} seed(s) per method, paired (seed k: the same initialisation rule "
+        "and data order for every method); mean ± half width of the 95 % confidence interval "
+        "(Student's t) over the seeds that finished, on the "
+        f"{_splits(rows)} split. `gain last ¼`: the validation {headline.label} gained over the "
+        "last quarter of training (convergence asks for little). "
         f"Machine: {machine['processor']}, {machine['threads']} threads, torch "
         f"{machine['torch']}{', ' + machine['cuda'] if machine.get('cuda') else ''} "
         f"({machine['date']}).",
@@ -116,7 +168,7 @@ def format_markdown(report: dict[str, Any]) -> str:
         f"ensemble {headline.label}",
         *[column.label for column in comparison.ensemble],
     ]
-    header += ["params", "fusion params", "train s", "runs"]
+    header += ["gain last ¼", "params", "fusion params", "train s", "runs"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         scores = row["scores"]
@@ -128,6 +180,7 @@ def format_markdown(report: dict[str, Any]) -> str:
         columns += [("ensemble", column) for column in comparison.ensemble]
         values = [_cell(get(output, c.key), c.scale, c.digits) for output, c in columns]
         values += [
+            _cell(row.get("last_quarter_gain"), headline.scale, headline.digits),
             _count(row["total_params"]),
             _count(row["fusion_params"]),
             _cell(row["train_seconds"], 1, 0),
@@ -139,46 +192,44 @@ def format_markdown(report: dict[str, Any]) -> str:
 
 
 def _where_cen_stands(rows: list[dict[str, Any]], comparison: ComparisonMetrics) -> list[str]:
-    """CEN's ensemble against every other method's final prediction, in plain words."""
+    """CEN's ensemble against every other method's final prediction: the paired difference
+    with its 95 % interval, in plain words."""
     headline = comparison.headline
-    metric, better, unit, scale = headline.key, comparison.sign, comparison.unit, headline.scale
-    cen = next((r for r in rows if r["method"] == "cen"), None)
-    reference = None if cen is None else cen["scores"].get("ensemble", {}).get(metric)
-    if reference is None:
+    better, unit, scale, digits = comparison.sign, comparison.unit, headline.scale, headline.digits
+    if not any(r["method"] == "cen" for r in rows):
         return []
     lines = ["## Where CEN stands", ""]
     lines.append(
-        f"CEN's ensemble {headline.label} against each method's final "
-        "prediction; a difference inside the seeds' spread (√(std₁² + std₂²)) is no evidence "
-        "either way."
-        + (
-            " With one seed there is no spread: every difference is a single draw."
-            if reference["n"] < 2
-            else ""
-        )
+        f"CEN's ensemble {headline.label} minus each method's final prediction's, seed by seed "
+        f"(positive: CEN better), with the 95 % interval of the mean difference over the paired "
+        "seeds; an interval that contains zero does not resolve the two methods."
     )
     lines.append("")
     ahead = behind = tied = 0
     for row in rows:
-        other = row["scores"].get("ensemble", {}).get(metric)
-        if row is cen or other is None:
+        paired = row.get("paired_vs_cen")
+        if row["method"] == "cen" or paired is None:
             continue
-        difference = (reference["mean"] - other["mean"]) * better * scale
-        spread = (reference["std"] ** 2 + other["std"] ** 2) ** 0.5 * scale
-        if abs(difference) <= spread:
-            verdict, tied = "within the spread", tied + 1
-        elif difference > 0:
-            verdict, ahead = "CEN ahead", ahead + 1
+        difference = -paired["mean"] * better * scale  # the row holds method - CEN
+        if paired["half_width"] is None:
+            verdict, tied = "one seed: no interval", tied + 1
+            spread = ""
         else:
-            verdict, behind = "CEN behind", behind + 1
-        digits = headline.digits
+            half = paired["half_width"] * scale
+            spread = f" ± {half:.{digits}f}"
+            if abs(difference) <= half:
+                verdict, tied = "not resolved", tied + 1
+            elif difference > 0:
+                verdict, ahead = "CEN ahead", ahead + 1
+            else:
+                verdict, behind = "CEN behind", behind + 1
         lines.append(
-            f"- `{row['method']}`: {difference:+.{digits}f}{unit} "
-            f"(spread {spread:.{digits}f}): {verdict}"
+            f"- `{row['method']}`: {difference:+.{digits}f}{spread}{unit} "
+            f"({paired['n']} paired seeds): {verdict}"
         )
     lines += [
         "",
-        f"In sum: CEN ahead of {ahead}, behind {behind}, within the spread of {tied} method(s).",
+        f"In sum: CEN ahead of {ahead}, behind {behind}, not resolved against {tied} method(s).",
         "",
     ]
     return lines

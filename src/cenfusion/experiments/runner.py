@@ -24,6 +24,7 @@ from tqdm import tqdm
 from cenfusion.config import Config, load_config
 from cenfusion.engine.checkpoint import write_text_atomic
 from cenfusion.engine.faults import NonFiniteLossError
+from cenfusion.engine.trainer import show_bars
 from cenfusion.experiments.report import format_markdown, summarise
 from cenfusion.experiments.variants import Variant, resolve_variants
 from cenfusion.models.fusion import fusion_parameter_count
@@ -44,6 +45,12 @@ class CellResult:
     fusion_params: int = 0
     train_seconds: float = 0.0
     error: str = ""
+    # validation's headline metric (the ensemble's) after each validated epoch: [epoch, value]
+    val_curve: list[list[float]] = field(default_factory=list)
+    # its gain over the last quarter of training: convergence asks for a small one
+    last_quarter_gain: float | None = None
+    # the scores on the held-out test split, when the data set has one (data.test_list)
+    test_scores: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,7 +100,9 @@ class Comparison:
         cells = [(v, s) for s in range(self.seeds) for v in variants]
         directory = self.directory()
         results: list[CellResult] = []
-        bar = tqdm(total=len(cells), desc="compare", disable=not self.progress, unit="run")
+        bar = tqdm(
+            total=len(cells), desc="compare", disable=not show_bars(self.progress), unit="run"
+        )
         for variant, seed in cells:
             bar.set_postfix_str(f"{variant.name} seed {seed}")
             results.append(self.run_cell(variant, seed))
@@ -151,6 +160,13 @@ def train_cell(config: Config, method: str, seed: int) -> CellResult:
             if not history or "val" not in history[-1]:
                 raise RuntimeError("training ended without a validation result")
             result.scores = history[-1]["val"]
+            task = get_task(config.task)
+            result.val_curve = validation_curve(history, task.comparison.headline.key)
+            result.last_quarter_gain = last_quarter_gain(result.val_curve, len(history))
+            if (Path(config.data.root) / config.data.test_list).is_file():
+                test = task.build_datasets(config, ("test",))["test"]
+                scores = task.evaluate(trainer.model, test, config, progress=False)
+                result.test_scores = {name: s.as_dict() for name, s in scores.items()}
         except NonFiniteLossError as error:
             result.status, result.error = "diverged", str(error)
         except Exception as error:  # a crashing method is a result of the comparison, too
@@ -158,6 +174,25 @@ def train_cell(config: Config, method: str, seed: int) -> CellResult:
         if result.status != "ok":
             print(f"{method} seed {seed}: {result.status}: {result.error}")
     return result
+
+
+def validation_curve(history: list[dict[str, Any]], metric: str) -> list[list[float]]:
+    """``[[epoch, the ensemble's metric], ...]`` of the validated epochs of a run."""
+    return [
+        [int(r["epoch"]), float(r["val"]["ensemble"][metric])]
+        for r in history
+        if "val" in r and "ensemble" in r["val"] and r["val"]["ensemble"].get(metric) is not None
+    ]
+
+
+def last_quarter_gain(curve: list[list[float]], epochs: int) -> float | None:
+    """The final value minus the one validated last at or before 3/4 of the ``epochs``: how
+    much a run still gained in its last quarter (None without a validation there)."""
+    mark = 0.75 * epochs
+    earlier = [value for epoch, value in curve if epoch <= mark]
+    if not curve or not earlier:
+        return None
+    return curve[-1][1] - earlier[-1]
 
 
 def machine_info() -> dict[str, Any]:

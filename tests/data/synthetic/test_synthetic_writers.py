@@ -141,3 +141,16 @@ def test_writers_reject_bad_counts_and_domains(tmp_path: Path) -> None:
     file.write_text("x")
     with pytest.raises(FileExistsError, match="not a folder"):
         write_nyudv2(file, 1, 0, size=SIZE, progress=False)
+
+
+def test_a_test_split_follows_the_validation_scenes_and_changes_neither(tmp_path):
+    from cenfusion.data.synthetic.writers import write_nyudv2
+
+    plain = write_nyudv2(tmp_path / "a", n_train=2, n_val=1, size=(16, 20), progress=False)
+    held = write_nyudv2(tmp_path / "b", n_train=2, n_val=1, n_test=2, size=(16, 20),
+                        progress=False)  # fmt: skip
+    for split in ("train.txt", "val.txt"):
+        assert (plain / split).read_text() == (held / split).read_text()
+    assert not (plain / "test.txt").exists()
+    assert (held / "test.txt").read_text().splitlines()[0].startswith("rgb/000004.png")
+    assert (held / "rgb" / "000004.png").read_bytes() != (held / "rgb" / "000003.png").read_bytes()

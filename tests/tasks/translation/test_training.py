@@ -12,6 +12,7 @@ from torch import nn
 
 from cenfusion.cli import main
 from cenfusion.config import load_config, shipped_configs
+from cenfusion.engine.samples import TITLE_HEIGHT
 from cenfusion.metrics.image import FID_SKIPPED_MESSAGE
 from cenfusion.nn import sparsity_penalty
 from cenfusion.tasks import get_task
@@ -81,7 +82,8 @@ def test_training_writes_checkpoints_metrics_and_sample_grids(tiny_config):
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
     assert set(history[-1]["val"]) == {"texture", "reshading", "ensemble"}
     grid = Image.open(out / "samples" / "epoch_002.png")
-    assert grid.size == (32 * (2 + 3 + 1), 32 * 2)  # inputs, branches + ensemble, target
+    # inputs, branches + ensemble, target; 4-pixel gaps; a title row above the columns
+    assert grid.size == (32 * (2 + 3 + 1) + 4 * 5, TITLE_HEIGHT + 32 * 2 + 4)
     after = trainer.model.state_dict()
     assert not torch.equal(
         after["generator.down.0.conv.weight"], before["generator.down.0.conv.weight"]

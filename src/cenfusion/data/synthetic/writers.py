@@ -2,7 +2,9 @@
 
 Scene ``i`` of seed ``s`` is the same in memory (``SyntheticScenes(n, seed=s)[i]``) and on disk:
 NYUDv2 id ``i + 1`` (``000001`` ...), Taskonomy ``point_{i}_view_0``. The first ``n_train``
-indices form the training split and the next ``n_val`` the validation split.
+indices form the training split, the next ``n_val`` the validation split and the next ``n_test``
+(none by default) a held-out test split, ``test.txt``: adding a test split leaves the training
+and validation scenes as they were.
 """
 
 from __future__ import annotations
@@ -50,12 +52,20 @@ def prepare_output(root: str | Path, force: bool) -> Path:
     return root
 
 
-def _check_counts(n_train: int, n_val: int) -> None:
-    if n_train < 0 or n_val < 0 or n_train + n_val == 0:
+def _check_counts(n_train: int, n_val: int, n_test: int = 0) -> None:
+    if n_train < 0 or n_val < 0 or n_test < 0 or n_train + n_val + n_test == 0:
         raise ValueError(
-            f"expected non-negative --n-train and --n-val with at least one scene, "
-            f"got {n_train} and {n_val}"
+            f"expected non-negative --n-train, --n-val and --n-test with at least one scene, "
+            f"got {n_train}, {n_val} and {n_test}"
         )
+
+
+def _write_splits(root: Path, lines: list[str], n_train: int, n_val: int, n_test: int) -> None:
+    """``train.txt``, ``val.txt`` and (with ``n_test``) ``test.txt`` from consecutive lines."""
+    (root / "train.txt").write_text("".join(lines[:n_train]))
+    (root / "val.txt").write_text("".join(lines[n_train : n_train + n_val]))
+    if n_test:
+        (root / "test.txt").write_text("".join(lines[n_train + n_val :]))
 
 
 def save_png(path: Path, code: np.ndarray) -> None:
@@ -86,6 +96,7 @@ def write_nyudv2(
     root: str | Path,
     n_train: int = 795,
     n_val: int = 654,
+    n_test: int = 0,
     seed: int = 0,
     size: tuple[int, int] = DEFAULT_SIZE,
     void_holes: bool = False,
@@ -97,21 +108,22 @@ def write_nyudv2(
     List lines are ``rgb/000001.png<TAB>masks/000001.png<TAB>depth/000001.png``, relative to
     ``root``, as the public code's NYUDv2 lists. ``meta.json`` records seed, size and classes.
     """
-    _check_counts(n_train, n_val)
+    _check_counts(n_train, n_val, n_test)
     size = check_size(size)
     root = prepare_output(root, force)
     for folder in ("rgb", "depth", "masks"):
         (root / folder).mkdir(exist_ok=True)
     lines = []
-    for i in tqdm(range(n_train + n_val), desc="synth nyudv2", unit="scene", disable=not progress):
+    for i in tqdm(
+        range(n_train + n_val + n_test), desc="synth nyudv2", unit="scene", disable=not progress
+    ):
         codes = render_codes(seed, i, size, ("rgb", "depth"), void_holes)
         name = f"{i + 1:06d}.png"
         save_png(root / "rgb" / name, codes["rgb"])
         save_png(root / "depth" / name, codes["depth"])
         save_png(root / "masks" / name, codes["label"])
         lines.append(f"rgb/{name}\tmasks/{name}\tdepth/{name}\n")
-    (root / "train.txt").write_text("".join(lines[:n_train]))
-    (root / "val.txt").write_text("".join(lines[n_train:]))
+    _write_splits(root, lines, n_train, n_val, n_test)
     (root / "meta.json").write_text(
         _meta(seed, size, void_holes, format="nyudv2", depth_scale=NYUDV2_DEPTH_SCALE)
     )
@@ -127,6 +139,7 @@ def write_taskonomy(
     root: str | Path,
     n_train: int = 1000,
     n_val: int = 500,
+    n_test: int = 0,
     seed: int = 0,
     size: tuple[int, int] = DEFAULT_SIZE,
     domains: Sequence[str] = tuple(TASKONOMY_DOMAINS),
@@ -142,7 +155,7 @@ def write_taskonomy(
     RGB, ``edge_*`` 16-bit, ``rgb``/``texture`` 8-bit RGB, ``reshading`` 8-bit gray,
     ``segment_semantic`` the 8-bit class index (255 = void).
     """
-    _check_counts(n_train, n_val)
+    _check_counts(n_train, n_val, n_test)
     size = check_size(size)
     domains = tuple(domains)
     unknown = [d for d in domains if d not in TASKONOMY_DOMAINS]
@@ -157,7 +170,7 @@ def write_taskonomy(
         (root / domain).mkdir(exist_ok=True)
     lines = []
     for i in tqdm(
-        range(n_train + n_val), desc="synth taskonomy", unit="scene", disable=not progress
+        range(n_train + n_val + n_test), desc="synth taskonomy", unit="scene", disable=not progress
     ):
         codes = render_codes(seed, i, size, modalities, void_holes)
         for domain in domains:
@@ -167,8 +180,7 @@ def write_taskonomy(
                 code = encode_depth(decode("depth", code).astype(np.float64), TASKONOMY_DEPTH_SCALE)
             save_png(root / domain / taskonomy_name(i, domain), code)
         lines.append("{domain}/" + taskonomy_name(i, "{domain}") + "\n")
-    (root / "train.txt").write_text("".join(lines[:n_train]))
-    (root / "val.txt").write_text("".join(lines[n_train:]))
+    _write_splits(root, lines, n_train, n_val, n_test)
     (root / "meta.json").write_text(
         _meta(
             seed,
@@ -187,6 +199,7 @@ def write_folder(
     modalities: Sequence[str] = ("rgb", "depth"),
     n_train: int = 600,
     n_val: int = 100,
+    n_test: int = 0,
     seed: int = 0,
     size: tuple[int, int] = DEFAULT_SIZE,
     void_holes: bool = False,
@@ -200,21 +213,22 @@ def write_folder(
     5000; ``normal`` 8-bit RGB); ``meta.json`` records it. It is the layout
     ``data.format: folder`` reads, written from the built-in scenes as a worked example.
     """
-    _check_counts(n_train, n_val)
+    _check_counts(n_train, n_val, n_test)
     size = check_size(size)
     modalities = validate_modalities(modalities)
     root = prepare_output(root, force)
     for folder in (*modalities, "label"):
         (root / folder).mkdir(exist_ok=True)
     ids = []
-    for i in tqdm(range(n_train + n_val), desc="synth folder", unit="scene", disable=not progress):
+    for i in tqdm(
+        range(n_train + n_val + n_test), desc="synth folder", unit="scene", disable=not progress
+    ):
         codes = render_codes(seed, i, size, modalities, void_holes)
         sample_id = f"{i + 1:05d}"
         for name in (*modalities, "label"):
             save_png(root / name / f"{sample_id}.png", codes[name])
         ids.append(sample_id + "\n")
-    (root / "train.txt").write_text("".join(ids[:n_train]))
-    (root / "val.txt").write_text("".join(ids[n_train:]))
+    _write_splits(root, ids, n_train, n_val, n_test)
     (root / "meta.json").write_text(
         _meta(
             seed,

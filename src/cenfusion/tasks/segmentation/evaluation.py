@@ -14,6 +14,7 @@ from tqdm import tqdm
 from cenfusion.config import Config
 from cenfusion.engine import distributed
 from cenfusion.engine.speed import autocast_context
+from cenfusion.engine.trainer import show_bars
 from cenfusion.metrics import ConfusionMatrix, SegmentationScores
 from cenfusion.models.segmentation import CENSegmentationModel
 from cenfusion.nn import ModelInputs
@@ -76,7 +77,7 @@ def evaluate(
     if distributed.world_size() > 1:
         dataset = Subset(dataset, distributed.shard_range(len(dataset)))
     loader = DataLoader(dataset, batch_size=config.eval.batch_size, num_workers=config.data.workers)
-    for batch in tqdm(loader, desc="evaluating", disable=not progress, leave=False):
+    for batch in tqdm(loader, desc="evaluating", disable=not show_bars(progress), leave=False):
         label = batch["label"].to(device)
         probabilities = predict_probabilities(
             model,

@@ -4,7 +4,8 @@
 (class palette), the raw labels and an overlay. ``save_samples`` writes a PNG grid of
 validation images every N epochs: one row per image with every input modality (min-max
 stretched per image, for display only), the ground truth and each branch's and the ensemble's
-prediction in the same palette, so a run can be followed by eye as well as by its numbers.
+prediction in the same palette, each column titled, so a run can be followed by eye as well as
+by its numbers.
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ from torch.utils.data import Dataset
 
 from cenfusion.config import Config
 from cenfusion.data.io import modality_files, read_modality
+from cenfusion.engine.samples import write_grid
 from cenfusion.models.segmentation import CENSegmentationModel
 from cenfusion.tasks.segmentation.evaluation import predict_probabilities
 from cenfusion.tasks.segmentation.training import modality_specs
-
-GAP = 4  # white pixels between the panels of a sample grid
 
 
 def palette(num_classes: int) -> np.ndarray:
@@ -152,12 +152,8 @@ def save_samples(
             _colour(probabilities[name][0].argmax(0), colours, ignore_index)
             for name in [*model.modalities, "ensemble"]
         ]
-        gap = np.full((panels[0].shape[0], GAP, 3), 255, dtype=np.uint8)
-        rows.append(np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1))
+        rows.append(panels)
     model.train(was_training)
-    gap = np.full((GAP, rows[0].shape[1], 3), 255, dtype=np.uint8)
-    grid = np.concatenate([r for row in rows for r in (row, gap)][:-1], axis=0)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(path)
-    return path
+    titles = [*(f"input\n{m}" for m in model.modalities), "ground\ntruth"]
+    titles += [*(f"branch\n{m}" for m in model.modalities), "ensemble"]
+    return write_grid(rows, titles, path)

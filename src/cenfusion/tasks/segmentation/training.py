@@ -123,7 +123,7 @@ def build_datasets(
         crop_size=tuple(d.crop_size),
         flip_prob=d.flip_prob,
     )
-    lists = {"train": d.train_list, "val": d.val_list}
+    lists = {"train": d.train_list, "val": d.val_list, "test": d.test_list}
     specs = modality_specs(config)
     others = [m for m in config.model.modalities if m not in ("rgb", "depth")]
     if d.format != "folder" and others:

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from cenfusion.config import Config
 from cenfusion.engine import distributed
 from cenfusion.engine.speed import autocast_context
+from cenfusion.engine.trainer import show_bars
 from cenfusion.metrics.image import (
     FID_SKIPPED_MESSAGE,
     FeatureExtractor,
@@ -89,7 +90,7 @@ def evaluate(
         dataset, index = Subset(dataset, shard), shard.start
     loader = DataLoader(dataset, batch_size=config.eval.batch_size, num_workers=config.data.workers)
     with generator_mode(model, config.eval.generator_mode):
-        for batch in tqdm(loader, desc="evaluating", disable=not progress, leave=False):
+        for batch in tqdm(loader, desc="evaluating", disable=not show_bars(progress), leave=False):
             with autocast_context(config.train.precision, device):
                 outputs = model({m: batch[m] for m in model.modalities})
             target = batch["target"]

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from cenfusion.config import Config
 from cenfusion.data.io import modality_files, read_image
 from cenfusion.data.translation import TASKONOMY_PRESETS, Domain, fixed_resize, resolve_domain
+from cenfusion.engine.samples import write_grid
 from cenfusion.models.translation import CENPix2Pix
 from cenfusion.tasks.translation.evaluation import generator_mode, to_uint8
 
@@ -92,8 +93,8 @@ def save_samples(
     count: int = 4,
     mode: str = "eval",
 ) -> Path:
-    """A PNG: one row per validation image; columns: the inputs, each branch's translation,
-    the ensemble, the real target."""
+    """A PNG: one row per validation image; titled columns: the inputs, each branch's
+    translation, the ensemble, the real target."""
     rows = []
     with generator_mode(model, mode):
         for index in range(min(count, len(dataset))):
@@ -102,8 +103,8 @@ def save_samples(
             columns = [sample[m] for m in model.modalities]
             columns += [outputs[name][0] for name in [*model.modalities, "ensemble"]]
             columns.append(sample["target"])
-            rows.append(np.concatenate([to_uint8(c) for c in columns], axis=1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
-    return path
+            rows.append([to_uint8(c) for c in columns])
+    titles = [*(f"input\n{m}" for m in model.modalities)]
+    titles += [*(f"branch\n{m}" for m in model.modalities), "ensemble"]
+    titles.append(f"target\n{model.target or ''}")
+    return write_grid(rows, titles, path)

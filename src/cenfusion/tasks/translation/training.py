@@ -74,7 +74,7 @@ def build_datasets(
     if config.model.target is None:
         raise ValueError("model.target: expected the output domain (e.g. rgb), got nothing")
     augment = TranslationAugment(tuple(d.load_size), tuple(d.crop_size), d.flip_prob)
-    lists = {"train": d.train_list, "val": d.val_list}
+    lists = {"train": d.train_list, "val": d.val_list, "test": d.test_list}
     if d.format not in DATA_FORMATS:
         raise ValueError(
             f"data.format for translation: expected 'taskonomy' or 'folder', got {d.format!r}"
