@@ -114,3 +114,19 @@ def test_layers_are_found_by_full_name_or_a_unique_dotted_tail():
         find_site(sites, "0.bn")  # a tail must end at a dot, not inside a name
     with pytest.raises(ValueError, match="ambiguous"):
         find_site(["a.x.bn2", "b.x.bn2"], "x.bn2")
+
+
+def test_the_share_of_each_modalitys_penalised_chunk_below_theta():
+    from cenfusion.analysis.exchange_stats import penalised_share_below_threshold
+
+    model = TwoSites(2, channels=8, threshold=0.1)
+    with torch.no_grad():
+        for _, norm in exchange_sites(model):
+            norm.weight.fill_(1.0)
+        model.norm1.weight[0, :2] = 0.05  # modality 0: 2 of its chunk [0, 4) below θ
+        model.norm1.weight[0, 6] = 0.0  # below θ, but in modality 1's chunk: not counted
+        model.norm1.weight[1, 4:8] = -0.01  # modality 1: its whole chunk [4, 8) (|γ| counts)
+    shares = penalised_share_below_threshold(model)
+    assert shares == {"norm1": [0.5, 1.0], "norm2": [0.0, 0.0]}
+    model.norm2.exchange_threshold = None  # exchange off: not a share of anything
+    assert list(penalised_share_below_threshold(model)) == ["norm1"]

@@ -9,6 +9,7 @@ from PIL import Image
 
 from cenfusion.analysis import site_statistics
 from cenfusion.cli import main
+from cenfusion.tasks import get_task
 from tests.analysis.helpers import SEGMENTATION, TRANSLATION, write_checkpoint
 
 
@@ -139,3 +140,16 @@ def test_missing_matplotlib_names_the_extra(segmentation_checkpoint, tmp_path, m
     code, line = error_of(["inspect", str(checkpoint), "--plot", str(tmp_path / "x.png")], capsys)
     assert code == 2 and "pip install 'cenfusion[plot]'" in line
     assert not (tmp_path / "x.png").exists()
+
+
+def test_history_draws_the_penalised_share_over_training(segmentation_config, tmp_path):
+    pytest.importorskip("matplotlib")
+    config = segmentation_config("train.eval_every=0", "train.lam=0.5")
+    history = get_task("segmentation").trainer(config, progress=False).fit()
+    shares = history[-1]["penalised_below_theta"]
+    assert len(shares) > 0 and all(
+        len(v) == 2 and 0 <= min(v) <= max(v) <= 1 for v in shares.values()
+    )
+    out = tmp_path / "history.png"
+    assert main(["inspect", str(tmp_path / "run" / "last.pt"), "--history", str(out)]) == 0
+    assert out.stat().st_size > 5_000

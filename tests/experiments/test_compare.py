@@ -210,3 +210,31 @@ def test_the_last_quarter_gain_compares_with_the_last_validation_before_three_qu
     assert last_quarter_gain(curve, 8) == pytest.approx(0.36 - 0.35)  # 3/4 of 8 = epoch 6
     assert last_quarter_gain(curve, 40) == pytest.approx(0.0)  # nothing after 30: last - last
     assert last_quarter_gain([[8, 0.36]], 8) is None  # no validation in the first 3/4
+
+
+def test_results_go_to_a_folder_to_commit_and_one_cell_reruns_alone(segmentation_yaml, tmp_path):
+    results = tmp_path / "results"
+    grid = str(tmp_path / "grid")
+    args = ["compare", str(segmentation_yaml), "--methods", "cen", "average-early", "--seeds",
+            "2", "--output", grid, "--results", str(results), "--no-progress"]  # fmt: skip
+    assert main([*args, "--only-seed", "1"]) == 0
+    assert sorted(p.relative_to(results).as_posix() for p in results.rglob("*.json")) == [
+        "average-early/seed1.json", "cen/seed1.json",
+    ]  # fmt: skip
+    cell = json.loads((results / "cen" / "seed1.json").read_text())
+    assert cell["status"] == "ok" and "--only-seed 1" in cell["command"]
+    assert "--methods cen " in cell["command"] and f"--results {results}" in cell["command"]
+    table = (tmp_path / "grid" / "results.md").read_text()
+    assert "1/2 ok (1 pending)" in table  # seed 0 not trained, shown as pending
+    assert main(["compare", str(segmentation_yaml), "--seeds", "2", "--only-seed", "2"]) == 2
+
+
+def test_jobs_train_cells_in_parallel_processes_then_tabulate(segmentation_yaml, tmp_path):
+    results = tmp_path / "results"
+    code = main(["compare", str(segmentation_yaml), "--methods", "cen", "unimodal-rgb",
+                 "--seeds", "1", "--output", str(tmp_path / "grid"), "--results", str(results),
+                 "--jobs", "2", "--no-progress"])  # fmt: skip
+    assert code == 0
+    report = json.loads((tmp_path / "grid" / "results.json").read_text())
+    assert [c["status"] for c in report["cells"]] == ["ok", "ok"]
+    assert (results / "unimodal-rgb" / "seed0.json").is_file()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cenfusion.nn import exchange_mask, exchange_sites
+from cenfusion.nn import chunk_bounds, exchange_mask, exchange_sites
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,28 @@ def exchanged_fraction_by_stage(model: nn.Module) -> dict[str, float]:
         pair[0] += sum(stats.exchanged)
         pair[1] += stats.num_channels * len(stats.exchanged)
     return {stage: done / total for stage, (done, total) in totals.items() if total}
+
+
+def penalised_share_below_threshold(model: nn.Module) -> dict[str, list[float]]:
+    """``{site: [share of modality m's penalised chunk with |gamma| < theta, ...]}``.
+
+    With the disjoint L1 term modality ``m`` is pushed to give away chunk ``m`` of every site;
+    this says how much of that chunk it has given away (1.0: the whole chunk, as a too strong
+    lambda does; values in between: the data kept some). Sites without a threshold (exchange
+    off) are left out.
+    """
+    shares = {}
+    for name, norm in exchange_sites(model):
+        theta = norm.exchange_threshold
+        if theta is None:
+            continue
+        gamma = norm.weight.detach().abs()
+        row = []
+        for m in range(norm.num_modalities):
+            start, stop = chunk_bounds(norm.num_features, norm.num_modalities, m)
+            row.append(float((gamma[m, start:stop] < theta).float().mean()))
+        shares[name] = row
+    return shares
 
 
 def _stage_of(site: str) -> str:

@@ -196,3 +196,44 @@ def plot_feature_groups(
         axes[row, 0].set_ylabel(caption)
         figure.colorbar(image, ax=list(axes[row]), shrink=0.85, label="mean activation")
     return _save(figure, output, dpi)
+
+
+def plot_exchange_history(
+    history: Sequence[Mapping[str, Any]],
+    modalities: Sequence[str],
+    output: str | Path,
+    dpi: int = 100,
+) -> Path:
+    """How each modality gave its penalised channels away over training, to ``output`` (PNG).
+
+    ``history``: a run's per-epoch records (``metrics.jsonl``, or a checkpoint's history) with
+    ``penalised_below_theta``. One panel per modality, one line per exchange site (early sites
+    light, deep ones dark): the share of the modality's penalised chunk below θ after each
+    epoch. A learned exchange keeps lines apart and below 1; a too strong λ sends every line to
+    1 at the same epoch.
+    """
+    records = [r for r in history if r.get("penalised_below_theta")]
+    if not records:
+        raise ValueError(
+            "no epoch records with penalised_below_theta (runs with exchange on, written by "
+            "this version, have them)"
+        )
+    from matplotlib import colormaps
+
+    sites = list(records[-1]["penalised_below_theta"])
+    epochs = [int(r["epoch"]) for r in records]
+    shades = colormaps["viridis"]
+    figure = new_figure(5.5 * len(modalities), 3.8)
+    axes = figure.subplots(1, len(modalities), squeeze=False)[0]
+    for m, (axis, name) in enumerate(zip(axes, modalities, strict=True)):
+        for index, site in enumerate(sites):
+            values = [r["penalised_below_theta"].get(site, [None] * (m + 1))[m] for r in records]
+            colour = shades(0.9 * (1 - index / max(len(sites) - 1, 1)))
+            axis.plot(epochs, values, color=colour, linewidth=1.2, label=_short(site))
+        axis.set_title(f"{name}: its penalised channels below θ")
+        axis.set_xlabel("epoch")
+        axis.set_ylim(-0.02, 1.02)
+        axis.set_ylabel("share of the penalised chunk")
+    if len(sites) <= 12:
+        axes[-1].legend(fontsize=7, loc="lower right")
+    return _save(figure, output, dpi)

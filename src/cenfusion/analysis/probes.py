@@ -12,16 +12,22 @@ from typing import Any
 
 from torch import nn
 
-from cenfusion.analysis.exchange_stats import exchanged_fraction, exchanged_fraction_by_stage
+from cenfusion.analysis.exchange_stats import (
+    exchanged_fraction,
+    exchanged_fraction_by_stage,
+    penalised_share_below_threshold,
+)
 from cenfusion.analysis.output_gradients import OutputGradientMonitor
 from cenfusion.analysis.theorem import attraction_check
 from cenfusion.nn import exchange_sites
 
 
 class ExchangeProbe:
-    """The share of (modality, channel) pairs below θ: overall and per stage.
+    """The share of (modality, channel) pairs below θ: overall, per stage, and per site and
+    modality the share of its penalised chunk.
 
-    Record entries ``exchanged`` and ``exchanged_per_stage``; the bar shows ``exchanged``.
+    Record entries ``exchanged``, ``exchanged_per_stage`` and ``penalised_below_theta``
+    (``{site: [share per modality]}``); the bar shows ``exchanged``.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -37,6 +43,7 @@ class ExchangeProbe:
         return {
             "exchanged": exchanged_fraction(self.model),
             "exchanged_per_stage": exchanged_fraction_by_stage(self.model),
+            "penalised_below_theta": penalised_share_below_threshold(self.model),
         }
 
 

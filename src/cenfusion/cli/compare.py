@@ -39,6 +39,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="write the tables from the finished runs without training (the rest: pending)",
     )
+    parser.add_argument(
+        "--results",
+        default=None,
+        metavar="DIR",
+        help="keep each run's scores as DIR/<method>/seed<k>.json (small, to commit) and continue "
+        "the grid from the ones found there",
+    )
+    parser.add_argument(
+        "--only-seed",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="K",
+        help="train only these seeds (0-based); the tables show the other seeds as found",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="train this many runs at once, each in its own process (a GPU shares itself "
+        "between them; on a 2-core CPU keep 1)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -46,10 +68,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ValueError(f"--seeds: expected at least 1, got {args.seeds}")
+    outside = [k for k in args.only_seed or [] if not 0 <= k < args.seeds]
+    if outside:
+        raise ValueError(f"--only-seed {outside}: expected seeds in 0..{args.seeds - 1}")
     command = ["cenfusion", "compare", args.config, *args.overrides]
     command += ["--methods", *args.methods, "--seeds", str(args.seeds)]
     if args.output:
         command += ["--output", args.output]
+    if args.results:
+        command += ["--results", args.results]
     if args.markdown:
         command += ["--markdown", args.markdown]
     # the recorded command reproduces the table (without --report-only it trains what is missing)
@@ -63,8 +90,13 @@ def run(args: argparse.Namespace) -> int:
         report_only=args.report_only,
         progress=not args.no_progress,
         command=shlex.join(command),
+        results_dir=args.results,
+        only_seeds=args.only_seed,
     )
-    comparison.run()
+    if args.jobs > 1:
+        comparison.run_parallel(args.jobs)
+    else:
+        comparison.run()
     directory = comparison.directory()
     table = (directory / "results.md").read_text()
     print(table)

@@ -6,12 +6,17 @@ with exchange off, the config's threshold (or ``--threshold``) says what *would*
 
   cenfusion inspect CKPT [--threshold T] [--json stats.json]
   cenfusion inspect CKPT --plot gammas.png [--layers layer1.0.bn2 layer4.1.bn2] [--channels 128]
+  cenfusion inspect CKPT --history exchange.png
   cenfusion inspect CKPT --features maps.png --rgb a.png --depth b.png [--feature-layer L]
                          [--after-exchange]
 
 ``--plot``: the share of channels exchanged at every site, and at each of ``--layers`` (default:
 the first, middle and last site) the ``|γ|`` of the first ``--channels`` channels per modality
 and each modality's share ``|γ_m| / Σ |γ|`` per channel.
+
+``--history``: from the epoch records the checkpoint carries, per modality and exchange site,
+the share of the modality's penalised channels (its disjoint chunk) below ``θ`` after each
+epoch: a learned exchange keeps the lines apart, a too strong λ sends them all to 1 at once.
 
 ``--features``: one ``--<modality> PATH`` per modality of the checkpoint (read as ``cenfusion
 predict`` reads them); the output of the exchange site ``--feature-layer`` (default: the middle
@@ -39,8 +44,13 @@ from cenfusion.analysis import (
     site_statistics,
     site_thresholds,
 )
-from cenfusion.analysis.plots import plot_feature_groups, plot_scaling_factors
+from cenfusion.analysis.plots import (
+    plot_exchange_history,
+    plot_feature_groups,
+    plot_scaling_factors,
+)
 from cenfusion.cli.predict import parse_modality_flags
+from cenfusion.engine.checkpoint import load_checkpoint
 from cenfusion.nn import exchange_sites
 from cenfusion.tasks import load_trained
 
@@ -62,6 +72,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--layers", nargs="+", help="exchange sites for --plot")
     parser.add_argument(
         "--channels", type=int, default=128, help="channels drawn per layer (default 128)"
+    )
+    parser.add_argument(
+        "--history",
+        help="draw each modality's share of penalised channels below θ over training (from the "
+        "checkpoint's epoch records) to this PNG",
     )
     parser.add_argument("--features", help="draw the feature-map groups to this PNG")
     parser.add_argument("--feature-layer", help="exchange site for --features")
@@ -87,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     if args.layers and not args.plot:
         raise ValueError("--layers chooses the layers of --plot, which is not given")
 
-    task, model, config = load_trained(args.checkpoint)
+    payload = load_checkpoint(args.checkpoint)
+    task, model, config = load_trained(args.checkpoint, payload)
     sites = [name for name, _ in exchange_sites(model)]
     if not sites:
         raise ValueError(f"checkpoint {args.checkpoint!r}: the model has no exchange sites")
@@ -121,6 +137,10 @@ def run(args: argparse.Namespace) -> int:
             args.plot,
             channels=args.channels,
         )
+        print(f"wrote {written}")
+    if args.history:
+        history = json.loads(payload.get("history", "[]"))
+        written = plot_exchange_history(history, tuple(model.modalities), args.history)
         print(f"wrote {written}")
     if args.features:
         site = feature_layer or sites[len(sites) // 2]

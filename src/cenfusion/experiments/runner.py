@@ -10,8 +10,12 @@ half-way loses at most one epoch. A cell whose loss turns non-finite is recorded
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import platform
+import shlex
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -51,6 +55,8 @@ class CellResult:
     last_quarter_gain: float | None = None
     # the scores on the held-out test split, when the data set has one (data.test_list)
     test_scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the command that trains (or tabulates) this cell alone
+    command: str = ""
 
 
 @dataclass
@@ -66,6 +72,10 @@ class Comparison:
     progress: bool = True
     command: str = ""
     report_only: bool = False  # tabulate the finished runs, train nothing (others: "pending")
+    # each cell's result as RESULTS/<method>/seed<k>.json (small, to commit) instead of in its
+    # run folder; a grid continues from the results found there
+    results_dir: str | Path | None = None
+    only_seeds: Sequence[int] | None = None  # train these seeds only; the others: as found
 
     def base_config(self) -> Config:
         return load_config(self.config_path, list(self.overrides))
@@ -105,7 +115,8 @@ class Comparison:
         )
         for variant, seed in cells:
             bar.set_postfix_str(f"{variant.name} seed {seed}")
-            results.append(self.run_cell(variant, seed))
+            train = self.only_seeds is None or seed in self.only_seeds
+            results.append(self.run_cell(variant, seed, train=train))
             bar.update()
         bar.close()
         report = {
@@ -126,19 +137,88 @@ class Comparison:
         write_text_atomic(directory / "results.md", format_markdown(report))
         return report
 
-    def run_cell(self, variant: Variant, seed: int) -> CellResult:
-        """One cell: reuse its ``result.json``, or train (resuming) and write it."""
+    def run_parallel(self, jobs: int) -> dict[str, Any]:
+        """Train the missing cells ``jobs`` at a time, each in its own ``cenfusion compare``
+        process (:meth:`cell_command`; on a GPU several cells share the device), then write the
+        tables as :meth:`run` does. Needs ``results_dir`` or the default per-run results."""
+        if jobs < 1:
+            raise ValueError(f"--jobs: expected at least 1, got {jobs}")
+        base = self.base_config()
+        get_task(base.task).build_datasets(base)
+        pending = [
+            (variant, seed)
+            for seed in range(self.seeds)
+            for variant in self.variants()
+            if (self.only_seeds is None or seed in self.only_seeds)
+            and not self._finished(variant, seed)
+        ]
+        running: list[subprocess.Popen] = []
+        failed = []
+        for variant, seed in pending:
+            while len(running) >= jobs:
+                running = self._reap(running, failed)
+            command = shlex.split(self.cell_command(variant, seed)) + ["--no-progress"]
+            if self.retry_failed:
+                command.append("--retry-failed")
+            command[0:1] = [sys.executable, "-m", "cenfusion"]
+            running.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+        while running:
+            running = self._reap(running, failed)
+        if failed:
+            print(f"{len(failed)} cell process(es) exited with an error: {failed}")
+        return dataclasses.replace(self, report_only=True).run()
+
+    def _finished(self, variant: Variant, seed: int) -> bool:
+        path = self.result_path(variant, seed)
+        if not path.is_file():
+            return False
+        status = json.loads(path.read_text()).get("status")
+        return status == "ok" or not self.retry_failed
+
+    @staticmethod
+    def _reap(running: list[subprocess.Popen], failed: list[str]) -> list[subprocess.Popen]:
+        """Wait a little; the processes still running (failures noted in ``failed``)."""
+        time.sleep(0.5)
+        still = []
+        for process in running:
+            code = process.poll()
+            if code is None:
+                still.append(process)
+            elif code != 0:
+                failed.append(shlex.join(str(a) for a in process.args))
+        return still
+
+    def result_path(self, variant: Variant, seed: int) -> Path:
+        """Where a cell's result is kept (see ``results_dir``)."""
+        if self.results_dir is not None:
+            return Path(self.results_dir) / variant.name / f"seed{seed}.json"
+        return Path(self.cell_config(variant, seed).output_dir) / "result.json"
+
+    def cell_command(self, variant: Variant, seed: int) -> str:
+        """The command that trains this cell alone (and rewrites the tables)."""
+        command = ["cenfusion", "compare", str(self.config_path), *self.overrides]
+        command += ["--methods", variant.name, "--seeds", str(self.seeds)]
+        command += ["--only-seed", str(seed)]
+        if self.output_dir is not None:
+            command += ["--output", str(self.output_dir)]
+        if self.results_dir is not None:
+            command += ["--results", str(self.results_dir)]
+        return shlex.join(command)
+
+    def run_cell(self, variant: Variant, seed: int, train: bool = True) -> CellResult:
+        """One cell: reuse its result, or train (resuming) and write it (with ``train``)."""
         config = self.cell_config(variant, seed)
         cell_dir = Path(config.output_dir)
-        result_path = cell_dir / "result.json"
+        result_path = self.result_path(variant, seed)
         if result_path.is_file():
             previous = CellResult(**json.loads(result_path.read_text()))
             if previous.status == "ok" or not self.retry_failed:
                 return previous
-        if self.report_only:
+        if self.report_only or not train:
             return CellResult(variant.name, seed, "pending")
         cell_dir.mkdir(parents=True, exist_ok=True)
         result = train_cell(config, variant.name, seed)
+        result.command = self.cell_command(variant, seed)
         write_text_atomic(result_path, json.dumps(asdict(result), indent=2))
         return result
 
