@@ -16,9 +16,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from cenfusion.models.backbones.pretrained import torchvision_state
 from cenfusion.tasks import load_trained
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "backbone")
 
 
 class ModalityInputs(nn.Module):
@@ -135,5 +136,22 @@ def export_checkpoint(
     if fmt not in FORMATS:
         raise ValueError(f"--format: expected one of {FORMATS}, got {fmt!r}")
     _, model, _ = load_trained(checkpoint)
+    if fmt == "backbone":
+        return export_backbone(model, output)
     writer = export_onnx if fmt == "onnx" else export_torchscript
     return writer(model.eval(), output, size)
+
+
+def export_backbone(model: nn.Module, output: str | Path, modality: int = 0) -> Path:
+    """Write a segmentation model's ResNet trunk as a torchvision-format state dict (the first
+    modality's norms), which ``model.pretrained`` of any later run reads."""
+    backbone = getattr(model, "backbone", None)
+    if backbone is None:
+        raise ValueError(
+            f"--format backbone: {type(model).__name__} has no ResNet backbone (segmentation "
+            "models have one)"
+        )
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(torchvision_state(backbone, modality), path)
+    return path

@@ -122,3 +122,28 @@ def test_export_refuses_an_unknown_format_and_a_bad_size(segmentation_checkpoint
         export_checkpoint(segmentation_checkpoint, tmp_path / "x.pt", "torchscript", (50, 64))
     assert main(["export", str(tmp_path / "missing.pt"), "-o", str(tmp_path / "m.onnx")]) == 2
     assert "missing.pt" in capsys.readouterr().err
+
+
+def test_a_trained_trunk_starts_another_run_as_model_pretrained(segmentation_config, tmp_path):
+    """The pretrained regime: RGB alone trained first; its trunk (torchvision layout) then
+    initialises a two-modality CEN model, the same copy in every modality's norms."""
+    config = segmentation_config("model.modalities=[rgb]", "optim.stages=[{epochs: 1}]",
+                                 "train.eval_every=0")  # fmt: skip
+    trained = get_task("segmentation").trainer(config, progress=False)
+    trained.fit()
+    out = tmp_path / "trunk.pth"
+    assert main(["export", str(tmp_path / "run" / "last.pt"), "--format", "backbone", "-o",
+                 str(out)]) == 0  # fmt: skip
+    trunk = torch.load(out, weights_only=True)
+    assert "fc.weight" not in trunk and trunk["bn1.weight"].dim() == 1
+    started = SEGMENTATION.build_model(segmentation_config(f"model.pretrained={out}"))
+    ours = trained.model.backbone.state_dict()
+    for key, value in started.backbone.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        source = ours[key]
+        if value.dim() and source.dim() == value.dim() and source.shape[0] == 1 < value.shape[0]:
+            for row in value:  # a private norm: the one trained row in every modality's row
+                torch.testing.assert_close(row, source[0], msg=key)
+        else:
+            torch.testing.assert_close(value, source, msg=key)

@@ -1,9 +1,9 @@
 """Opt-in speed options: the ``channels_last`` memory format and ``torch.compile``.
 
 Both are switches of :class:`cenfusion.config.TrainConfig` (``train.channels_last``,
-``train.compile``) and change no result beyond float rounding (``tests/speed/`` checks each
-against the default path). The third option, bf16 autocast (``train.precision: bf16``), is the
-precision switch :func:`autocast_context`.
+``train.compile``) and change no result beyond float rounding
+(``tests/engine/test_speed.py`` checks each against the default path). The third option, bf16
+autocast (``train.precision: bf16``), is the precision switch :func:`autocast_context`.
 
 Neither is on by default because neither pays everywhere: on the project's 2-core AVX2 CPU
 ``channels_last`` gained nothing and ``torch.compile`` made a training step slower (and costs

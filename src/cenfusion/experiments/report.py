@@ -157,7 +157,9 @@ def format_markdown(report: dict[str, Any]) -> str:
         "(Student's t) over the seeds that finished, on the "
         f"{_splits(rows)} split. `gain last ¼`: the validation {headline.label} gained over the "
         "last quarter of training (convergence asks for little). "
-        f"Machine: {machine['processor']}, {machine['threads']} threads, torch "
+        f"Machine: {machine['processor']}"
+        + (f" ({machine['cpu_capability']})" if machine.get("cpu_capability") else "")
+        + f", {machine['threads']} threads, torch "
         f"{machine['torch']}{', ' + machine['cuda'] if machine.get('cuda') else ''} "
         f"({machine['date']}).",
         "",

@@ -40,7 +40,8 @@ def test_channels_last_trains_the_same_weights(tiny_config, tmp_path):
 
 
 def test_compile_wraps_the_stacked_forward_that_training_calls(tiny_config, fake_compile):
-    """The wiring only (tests/speed checks compiled outputs, tests/cuda a compiled trainer)."""
+    """The wiring only (tests/engine/test_speed.py checks compiled outputs, tests/cuda a
+    compiled trainer)."""
     trainer = SEGMENTATION.trainer(tiny_config("train.compile=true"), progress=False)
     assert fake_compile == [trainer.parts.step.forward]
     assert fake_compile[0] is trainer.model  # the saved model itself, called with stacked=True

@@ -75,3 +75,27 @@ def load_torchvision_resnet(model: nn.Module, source: str | Path | dict[str, Ten
                 f"{tuple(ours.shape)}"
             )
     model.load_state_dict(converted, strict=False)  # every trunk key was checked above
+
+
+def torchvision_state(backbone: nn.Module, modality: int = 0) -> dict[str, Tensor]:
+    """The reverse of :func:`load_torchvision_resnet`: a CEN ResNet's trunk as a torchvision
+    state dict, every per-modality tensor (``(M, ...)`` norms, an unshared filter bank) taken
+    from row ``modality``. What a model trained here hands on as ``model.pretrained`` (the
+    pretrained-start regime of a comparison: every method begins from the same trunk)."""
+    num_modalities = int(getattr(backbone, "num_modalities", 1))
+    if not 0 <= modality < num_modalities:
+        raise ValueError(f"modality {modality}: the backbone has {num_modalities} modalities")
+    state = {}
+    for key, value in backbone.state_dict().items():
+        if key.startswith(FUSION_PREFIX):
+            continue
+        stacked = value.dim() >= 1 and _is_stacked(backbone, key)
+        state[key] = value[modality].clone() if stacked else value.clone()
+    return state
+
+
+def _is_stacked(backbone: nn.Module, key: str) -> bool:
+    """Whether the module holding ``key`` keeps one row per modality (a private norm or an
+    unshared convolution) rather than one shared tensor."""
+    module = backbone.get_submodule(key.rsplit(".", 1)[0])
+    return hasattr(module, "num_modalities")

@@ -15,7 +15,7 @@ The skip connections carry the encoder feature *after* the next block's LeakyReL
 public code does (its in-place LeakyReLU overwrites the feature it later concatenates). This is
 no switch, because it cannot change anything: every skip enters the next decoder block through
 that block's ReLU, and ``relu(leaky_relu(s)) == relu(s)`` for every ``s``, values and gradients
-alike (``tests/models_translation`` checks it against a reference with pre-activation skips).
+alike (``tests/models/test_pix2pix.py`` checks it against a reference with pre-activation skips).
 """
 
 from __future__ import annotations
