@@ -120,6 +120,21 @@ def _cell(stats: dict[str, float] | None, scale: float, digits: int) -> str:
     return text
 
 
+def _cells_machine(report: dict[str, Any]) -> dict[str, Any]:
+    """Where the finished cells trained (the first one's machine; the report's own for cells
+    written before cells recorded it). Several machines are named in ``processor``."""
+    machines = [
+        c["machine"] for c in report["cells"] if c.get("status") == "ok" and c.get("machine")
+    ]
+    if not machines:
+        return report["machine"]
+    names = sorted({m["processor"] + f" ({m.get('cpu_capability')})" for m in machines})
+    first = dict(machines[0])
+    if len(names) > 1:
+        first["processor"], first["cpu_capability"] = " / ".join(names), None
+    return first
+
+
 def _splits(rows: list[dict[str, Any]]) -> str:
     """``test``, ``validation`` or ``test (validation for some methods)``."""
     splits = {row.get("split", "val") for row in rows if row["ok"]}
@@ -150,7 +165,7 @@ def format_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Comparison on `{report['config']}` ({report['task']})", ""]
     if report.get("command"):
         lines += ["Reproduce with:", "", "```bash", report["command"], "```", ""]
-    machine = report["machine"]
+    machine = _cells_machine(report)
     lines += [
         f"{report['seeds']} seed(s) per method, paired (seed k: the same initialisation rule "
         "and data order for every method); mean ± half width of the 95 % confidence interval "

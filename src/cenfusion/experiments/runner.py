@@ -57,6 +57,8 @@ class CellResult:
     test_scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     # the command that trains (or tabulates) this cell alone
     command: str = ""
+    # where it trained (CPU model and capability, threads, torch, date)
+    machine: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -228,7 +230,7 @@ def train_cell(config: Config, method: str, seed: int) -> CellResult:
     cell_dir = Path(config.output_dir)
     # a kill during the checkpoint rotation can leave previous.pt alone: resume from it too
     resume = any((cell_dir / name).is_file() for name in ("last.pt", "previous.pt"))
-    result = CellResult(method, seed, "ok")
+    result = CellResult(method, seed, "ok", machine=machine_info())
     with (cell_dir / "train.log").open("a", buffering=1) as log, contextlib.redirect_stdout(log):
         try:
             trainer = get_task(config.task).trainer(config, resume=resume, progress=False)
