@@ -37,7 +37,7 @@ BELOW = {
         "compat",
     },  # fmt: skip
     "experiments": {"nn", "config", "models", "engine", "tasks"},
-    "export": {"tasks"},
+    "export": {"tasks", "models"},
     "docgen": {"config", "models", ""},
     "cli": {
         "",
