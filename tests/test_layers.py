@@ -56,7 +56,8 @@ BELOW = {
 }
 # imports allowed inside functions: optional packages, looked up only when used
 OPTIONAL = {"torch.utils.tensorboard", "triton", "benchmarks.run", "matplotlib",
-            "matplotlib.backends.backend_agg", "matplotlib.figure"}  # fmt: skip
+            "matplotlib.backends.backend_agg", "matplotlib.figure", "h5py",
+            "scipy.io"}  # fmt: skip
 
 
 def modules() -> dict[str, ast.Module]:

@@ -19,6 +19,7 @@ from cenfusion.cli import (
     inspect,
     official,
     predict,
+    prepare,
     synth,
     train,
 )
@@ -29,7 +30,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cenfusion", description="Multimodal fusion by channel exchanging (CEN)."
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, synth, train, evaluate, predict, compare, inspect, export, official):
+    for module in (
+        demo,
+        synth,
+        prepare,
+        train,
+        evaluate,
+        predict,
+        compare,
+        inspect,
+        export,
+        official,
+    ):
         module.add_parser(subparsers)
     bench.add_parser(subparsers)
     return parser

@@ -232,3 +232,10 @@ def modality_files(
         if not path.is_file():
             raise FileNotFoundError(f"--{name}: {str(path)!r} does not exist")
     return ordered
+
+
+def write_png(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """Save a uint8 ``(H, W[, 3])`` or uint16 ``(H, W)`` array as a PNG, losslessly."""
+    if array.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"{path}: expected a uint8 or uint16 array, got {array.dtype}")
+    Image.fromarray(array).save(path, compress_level=1)  # L, RGB or I;16

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
+from cenfusion.data.io import write_png
 from cenfusion.data.synthetic.classes import CLASS_NAMES, IGNORE_INDEX
 from cenfusion.data.synthetic.dataset import DEFAULT_SIZE, check_size, render_codes
 from cenfusion.data.synthetic.formats import (
@@ -68,17 +68,6 @@ def _write_splits(root: Path, lines: list[str], n_train: int, n_val: int, n_test
         (root / "test.txt").write_text("".join(lines[n_train + n_val :]))
 
 
-def save_png(path: Path, code: np.ndarray) -> None:
-    """Save a uint8 (H, W[, 3]) or uint16 (H, W) code array as PNG, losslessly."""
-    if code.dtype == np.uint16:
-        image = Image.fromarray(code)  # mode I;16
-    elif code.dtype == np.uint8:
-        image = Image.fromarray(code)  # mode L or RGB
-    else:
-        raise ValueError(f"{path}: expected a uint8 or uint16 array, got {code.dtype}")
-    image.save(path, compress_level=1)
-
-
 def _meta(seed: int, size: tuple[int, int], void_holes: bool, **extra: object) -> str:
     info = {
         "generator": "cenfusion.data.synthetic",
@@ -119,9 +108,9 @@ def write_nyudv2(
     ):
         codes = render_codes(seed, i, size, ("rgb", "depth"), void_holes)
         name = f"{i + 1:06d}.png"
-        save_png(root / "rgb" / name, codes["rgb"])
-        save_png(root / "depth" / name, codes["depth"])
-        save_png(root / "masks" / name, codes["label"])
+        write_png(root / "rgb" / name, codes["rgb"])
+        write_png(root / "depth" / name, codes["depth"])
+        write_png(root / "masks" / name, codes["label"])
         lines.append(f"rgb/{name}\tmasks/{name}\tdepth/{name}\n")
     _write_splits(root, lines, n_train, n_val, n_test)
     (root / "meta.json").write_text(
@@ -178,7 +167,7 @@ def write_taskonomy(
             code = codes[modality]
             if modality == "depth":
                 code = encode_depth(decode("depth", code).astype(np.float64), TASKONOMY_DEPTH_SCALE)
-            save_png(root / domain / taskonomy_name(i, domain), code)
+            write_png(root / domain / taskonomy_name(i, domain), code)
         lines.append("{domain}/" + taskonomy_name(i, "{domain}") + "\n")
     _write_splits(root, lines, n_train, n_val, n_test)
     (root / "meta.json").write_text(
@@ -226,7 +215,7 @@ def write_folder(
         codes = render_codes(seed, i, size, modalities, void_holes)
         sample_id = f"{i + 1:05d}"
         for name in (*modalities, "label"):
-            save_png(root / name / f"{sample_id}.png", codes[name])
+            write_png(root / name / f"{sample_id}.png", codes[name])
         ids.append(sample_id + "\n")
     _write_splits(root, ids, n_train, n_val, n_test)
     (root / "meta.json").write_text(
