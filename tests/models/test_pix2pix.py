@@ -153,8 +153,8 @@ def test_bad_inputs_are_refused_with_the_shapes():
     model = cenfusion.create_model(task="translation", modalities=("a", "b"), ngf=4)
     with pytest.raises(ValueError, match="multiples of 256"):
         model({"a": torch.randn(1, 3, 128, 128), "b": torch.randn(1, 3, 128, 128)})
-    with pytest.raises(ValueError, match="missing modality 'b'"):
-        model({"a": torch.randn(1, 3, 256, 256)})
+    with pytest.raises(ValueError, match="missing modality 'a'"):
+        model({"c": torch.randn(1, 3, 256, 256)})  # not a subset: an unknown modality
     with pytest.raises(ValueError, match="target 'a' is also an input"):
         cenfusion.create_model(task="translation", modalities=("a", "b"), target="a")
     with pytest.raises(ValueError, match="arch for translation"):

@@ -26,6 +26,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="translation: also write every image to DIR/input{m}, fake{m}, fake{M} (the "
         "ensemble), real, as the public code lays them out",
     )
+    parser.add_argument(
+        "--drop",
+        nargs="+",
+        default=(),
+        metavar="MODALITY",
+        help="score without these modalities (a camera missing): the others' branches and "
+        "their ensemble",
+    )
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
 
@@ -34,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     task = get_task(config.task)
     options = EvaluateOptions(
-        tuple(args.scales) if args.scales else None, args.flip, args.save_images
+        tuple(args.scales) if args.scales else None, args.flip, args.save_images, tuple(args.drop)
     )
     scores, title = task.evaluate_checkpoint(
         config, args.checkpoint, args.split, options, progress=not args.no_progress

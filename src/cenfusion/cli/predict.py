@@ -2,7 +2,8 @@
 
 One flag per modality of the model (its names, e.g. ``--rgb``, ``--depth``, ``--thermal``, or
 for translation ``--reshading``, ``--edge_texture``), each a file or, for a batch, a folder;
-folders are matched by file name stem.
+folders are matched by file name stem. Leaving modalities out predicts from the others (a
+camera missing): their branches and their ensemble, with a warning.
 
 Segmentation checkpoints: writes the colour-coded mask, ``*_overlay.png`` (mask over the RGB
 image) and ``*_labels.png`` (class indices).
@@ -16,6 +17,7 @@ when it is a multiple of ``2 ** model.num_downs``, else ``data.crop_size``).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from cenfusion.tasks import load_trained
@@ -45,6 +47,12 @@ def run(args: argparse.Namespace) -> int:
         if not path.exists():
             raise FileNotFoundError(f"--{name}: {str(path)!r} does not exist")
     task, model, config = load_trained(args.checkpoint)
+    missing = [m for m in model.modalities if m not in inputs]
+    if missing and set(inputs) <= set(model.modalities) and inputs:
+        given = ", ".join(inputs)
+        message = f"no --{' --'.join(missing)}: predicting from {given} only (their ensemble)"
+        print(f"cenfusion predict: {message}", file=sys.stderr)
+        model = model.with_modalities([m for m in model.modalities if m in inputs])
     output = Path(args.output)
     if all(path.is_dir() for path in inputs.values()):
         first = next(iter(inputs))

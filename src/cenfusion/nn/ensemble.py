@@ -20,6 +20,12 @@ class Ensemble(nn.Module):
         self.num_modalities = num_modalities
         self.alpha = nn.Parameter(torch.ones(num_modalities))
 
+    def restrict_modalities(self, rows: list[int]) -> None:
+        """Keep the α of the modalities ``rows``: the softmax then runs over those only."""
+        index = torch.tensor(rows, device=self.alpha.device)
+        self.alpha = nn.Parameter(self.alpha.detach().index_select(0, index))
+        self.num_modalities = len(rows)
+
     def weights(self) -> Tensor:
         """``softmax(alpha)``: the weight of each modality in the ensemble."""
         return torch.softmax(self.alpha, dim=0)

@@ -48,6 +48,14 @@ class ModalityConv2d(nn.Module):
         self.bias = nn.Parameter(torch.empty(num_modalities, out_channels)) if bias else None
         self.reset_parameters()
 
+    def restrict_modalities(self, rows: list[int]) -> None:
+        """Keep only the filter banks of the modalities ``rows`` (in that order)."""
+        index = torch.tensor(rows, device=self.weight.device)
+        self.weight = nn.Parameter(self.weight.detach().index_select(0, index))
+        if self.bias is not None:
+            self.bias = nn.Parameter(self.bias.detach().index_select(0, index))
+        self.num_modalities = len(rows)
+
     def reset_parameters(self) -> None:
         """``nn.Conv2d``'s initialisation, drawn for each modality's filter bank."""
         for m in range(self.num_modalities):

@@ -52,6 +52,16 @@ class ModalityNorm(nn.Module):
         self.register_buffer("running_var", torch.ones(shape))
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
 
+    def restrict_modalities(self, rows: list[int]) -> None:
+        """Keep only the modalities ``rows`` (in that order): their gamma, beta and running
+        statistics (see :meth:`cenfusion.nn.StackedModel.with_modalities`)."""
+        index = torch.tensor(rows, device=self.weight.device)
+        self.weight = nn.Parameter(self.weight.detach().index_select(0, index))
+        self.bias = nn.Parameter(self.bias.detach().index_select(0, index))
+        self.running_mean = self.running_mean.index_select(0, index)
+        self.running_var = self.running_var.index_select(0, index)
+        self.num_modalities = len(rows)
+
     def reset_running_stats(self) -> None:
         self.running_mean.zero_()
         self.running_var.fill_(1)

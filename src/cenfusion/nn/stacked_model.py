@@ -8,6 +8,7 @@ together; training losses, prediction, export and DDP all go through it.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -51,6 +52,47 @@ class StackedModel(nn.Module):
     def num_modalities(self) -> int:
         return len(self.modalities)
 
+    def with_modalities(self, present: Sequence[str]) -> StackedModel:
+        """This model for a non-empty subset ``present`` of its modalities (a camera missing).
+
+        The result shares every weight that all modalities share (the convolutions) and holds
+        the present modalities' rows of everything per modality (private norms, unshared
+        filters, α), in this model's order: the ensemble's softmax runs over the present α,
+        and a channel below θ takes the mean of the *present* other modalities (with one
+        present, it keeps its own value). With every modality present this is the model
+        itself. Meant for inference; build it once and reuse it.
+        """
+        names = list(self.modalities)
+        unknown = [m for m in present if m not in names]
+        if unknown or not present:
+            raise ValueError(
+                f"modalities {list(present)}: expected a non-empty subset of {names}"
+                + (f" ({unknown} unknown)" if unknown else "")
+            )
+        rows = [index for index, name in enumerate(names) if name in present]
+        if len(rows) == len(names):
+            return self
+        per_modality = [m for m in self.modules() if hasattr(m, "restrict_modalities")]
+        restricted = {
+            id(t)
+            for m in per_modality
+            for t in (*m.parameters(recurse=False), *m.buffers(recurse=False))
+        }
+        shared = {
+            id(t): t for t in (*self.parameters(), *self.buffers()) if id(t) not in restricted
+        }
+        model = copy.deepcopy(self, memo=shared)
+        kept = tuple(names[row] for row in rows)
+        for module in model.modules():
+            restrict = getattr(module, "restrict_modalities", None)
+            if restrict is not None:
+                restrict(rows)
+            elif isinstance(vars(module).get("num_modalities"), int):
+                module.num_modalities = len(rows)
+            if isinstance(vars(module).get("modalities"), (tuple, list)):
+                module.modalities = kept
+        return model
+
     def stack(self, inputs: ModelInputs) -> Tensor:
         """Validate inputs and stack them into ``(M*B, in_channels, H, W)``, on the model's
         device, dtype and memory format (``channels_last`` when its weights are)."""
@@ -74,8 +116,12 @@ class StackedModel(nn.Module):
         ``output_size``: the branch outputs are resized (bilinear) to this ``(H, W)`` before
         the ensemble is formed, as the segmentation loss compares them with the labels.
         ``stacked``: return :class:`StackedOutputs` instead of the
-        ``{modality: (B, ...), ..., "ensemble": (B, ...)}`` dict.
+        ``{modality: (B, ...), ..., "ensemble": (B, ...)}`` dict. A dict with only some of the
+        modalities runs :meth:`with_modalities` of those (outputs for the present ones).
         """
+        if isinstance(inputs, Mapping) and inputs and set(inputs) < set(self.modalities):
+            present = [m for m in self.modalities if m in inputs]
+            return self.with_modalities(present).forward(inputs, output_size, stacked)
         branches = self.forward_stacked(self.stack(inputs))
         if branches.dtype in (torch.float16, torch.bfloat16):  # autocast's outputs
             branches = branches.float()

@@ -59,6 +59,16 @@ class EvaluateOptions:
     scales: tuple[float, ...] | None = None
     flip: bool = False
     save_images: Path | None = None
+    drop: tuple[str, ...] = ()  # modalities left out (a camera missing)
+
+    def restrict(self, model: Any) -> Any:
+        """``model`` without the dropped modalities (itself when none are dropped)."""
+        if not self.drop:
+            return model
+        return model.with_modalities([m for m in model.modalities if m not in self.drop])
+
+    def describe(self) -> str:
+        return f", without {' and '.join(self.drop)}" if self.drop else ""
 
 
 class Task:

@@ -158,9 +158,13 @@ def test_train_evaluate_predict_from_the_command_line(tiny_config, synthetic_nyu
     labels = np.asarray(Image.open(tmp_path / "pred" / "scene_labels.png"))
     assert labels.shape == (40, 48) and labels.max() < 10
     assert Image.open(tmp_path / "pred" / "scene_overlay.png").size == (48, 40)
+    rgb_only = tmp_path / "pred" / "rgb_only.png"  # a camera missing: RGB's branch alone
     assert main(["predict", "--checkpoint", str(checkpoint), "--rgb", str(rgb),
-                 "-o", str(output)]) == 2  # fmt: skip
-    assert "missing ['depth']" in capsys.readouterr().err
+                 "-o", str(rgb_only)]) == 0  # fmt: skip
+    assert "no --depth: predicting from rgb only" in capsys.readouterr().err
+    assert main(["predict", "--checkpoint", str(checkpoint), "--rgb", str(rgb),
+                 "--thermal", str(rgb), "-o", str(output)]) == 2  # fmt: skip
+    assert "unexpected ['thermal']" in capsys.readouterr().err
 
 
 def test_config_typos_are_refused_with_the_key(tmp_path):

@@ -46,6 +46,13 @@ class StageFusion(nn.Module):
             )
         return modality_view(x, self.num_modalities)
 
+    def restrict_modalities(self, rows: list[int]) -> None:
+        """A fusion baseline mixes every modality's features: it cannot run without some."""
+        raise ValueError(
+            f"{type(self).__name__}: a fusion baseline needs all {self.num_modalities} "
+            "modalities; only channel exchanging and unimodal networks run with some missing"
+        )
+
     def extra_repr(self) -> str:
         return f"{self.channels}, num_modalities={self.num_modalities}"
 

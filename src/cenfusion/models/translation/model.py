@@ -43,6 +43,14 @@ class CENPix2Pix(nn.Module):
     def ensemble(self) -> Ensemble:
         return self.generator.ensemble
 
+    def with_modalities(self, present: Sequence[str]) -> CENPix2Pix:
+        """This model with the generator for a subset of its input modalities (see
+        :meth:`~cenfusion.nn.StackedModel.with_modalities`); the discriminator is shared."""
+        generator = self.generator.with_modalities(present)
+        if generator is self.generator:
+            return self
+        return CENPix2Pix(generator, self.discriminator, self.target).train(self.training)
+
     def stack(self, inputs: ModelInputs) -> Tensor:
         """The generator's input edge (see :meth:`~cenfusion.nn.StackedModel.stack`)."""
         return self.generator.stack(inputs)

@@ -137,12 +137,12 @@ class SegmentationTask(Task):
             config.eval.scales = list(options.scales)
         if options.flip:
             config.eval.flip = True
-        model = self._model_with_weights(config, checkpoint)
+        model = options.restrict(self._model_with_weights(config, checkpoint))
         dataset = build_datasets(config, (split,))[split]
         scores = evaluate(model, dataset, config, progress=progress)
         scales = ", ".join(f"{s:g}" for s in config.eval.scales)
         title = f"{split} split, {len(dataset)} images, scales [{scales}]"
-        title += ", flip" if config.eval.flip else ""
+        title += (", flip" if config.eval.flip else "") + options.describe()
         return scores, title
 
     def format_scores(self, scores: Mapping[str, Any], title: str = "") -> str:

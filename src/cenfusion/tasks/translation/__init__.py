@@ -157,12 +157,13 @@ class TranslationTask(Task):
         features = inception_features(config, announce=False)  # the table says why FID is n/a
         model = build_model(config)
         load_model_state(model, load_checkpoint(checkpoint)["model"], checkpoint)
+        model = options.restrict(model)
         dataset = build_datasets(config, (split,))[split]
         scores = evaluate(model, dataset, config, features, progress, options.save_images)
         inputs = " + ".join(model.modalities)
         title = (
             f"{split} split, {len(dataset)} images, {inputs} -> {config.model.target}, "
-            f"generator in {config.eval.generator_mode} mode"
+            f"generator in {config.eval.generator_mode} mode{options.describe()}"
         )
         return scores, title
 
