@@ -29,6 +29,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     nyudv2.add_argument(
         "--classes", type=int, default=40, choices=(40, 894), help="40 (default) or the raw 894"
     )
+    nyudv2.add_argument(
+        "--hha",
+        action="store_true",
+        help="also write hha/ (disparity, height, angle with gravity; the Kinect's intrinsics), "
+        "a third modality: data.modality_settings.hha.folder=hha",
+    )
     nyudv2.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     nyudv2.set_defaults(func=run_nyudv2)
 
@@ -41,6 +47,7 @@ def run_nyudv2(args: argparse.Namespace) -> int:
         mapping=args.mapping,
         classes=args.classes,
         progress=not args.no_progress,
+        hha=args.hha,
     )
     print(result.summary())
     if args.classes != 40:

@@ -12,9 +12,12 @@ import pytest
 from PIL import Image
 
 from cenfusion.cli import main
+from cenfusion.config import load_config
+from cenfusion.data.hha import NYUDV2_KINECT, hha
 from cenfusion.data.prepare import prepare_nyudv2
 from cenfusion.data.segmentation import NYUDv2
 from cenfusion.data.segmentation.modalities import IMAGENET_RGB, NYUDV2_DEPTH
+from cenfusion.tasks.segmentation.training import build_datasets
 from tests.clear_errors import assert_clear
 
 h5py = pytest.importorskip("h5py")
@@ -130,3 +133,24 @@ def test_the_command_prints_a_summary(official, tmp_path, capsys):
     assert "wrote 3 train + 2 val NYUDv2 samples" in out and "pixels per class" in out
     assert main(["prepare", "nyudv2", str(tmp_path / "cli"), "--labeled", "x", "--splits",
                  "y"]) == 2  # fmt: skip
+
+
+def test_hha_is_written_beside_and_trains_as_a_third_modality(official, tmp_path):
+
+    out = tmp_path / "with-hha"
+    prepare_nyudv2(official["labeled"], official["splits"], out, mapping=official["mapping"],
+                   progress=False, hha=True)  # fmt: skip
+    encoded = read(out / "hha" / "000003.png")
+    assert encoded.shape == (H, W, 3)
+    np.testing.assert_array_equal(
+        encoded, hha(official["depth"][2].astype(np.float64), NYUDV2_KINECT)
+    )
+    hha_setting = "{hha: {channels: 3, scale: 0.00392156862745098, folder: hha}}"
+    overrides = [f"data.root={out}", "model.modalities=[rgb, depth, hha]", "model.num_classes=40",
+                 f"data.modality_settings={hha_setting}"]  # fmt: skip
+    config = load_config(None, overrides)
+    sample = build_datasets(config, ("val",))["val"][0]
+    assert tuple(sample["hha"].shape) == (3, H, W)
+    np.testing.assert_allclose(
+        sample["hha"].numpy(), read(out / "hha" / "000002.png").transpose(2, 0, 1) / 255, atol=1e-6
+    )

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from cenfusion.data.hha import NYUDV2_KINECT
+from cenfusion.data.hha import hha as hha_encoding
 from cenfusion.data.io import write_png
 
 DEPTH_SCALE = 5000  # stored value = metres x 5000, the loader's default data.depth_scale
@@ -71,10 +73,13 @@ def prepare_nyudv2(
     mapping: str | os.PathLike[str] | None = None,
     classes: int = 40,
     progress: bool = True,
+    hha: bool = False,
 ) -> PreparedSplits:
     """Write the NYUDv2 layout of the public code from the official files (module docstring).
 
     ``classes``: 40 (needs ``mapping``, ``classMapping40.mat``) or 894 (the raw classes).
+    ``hha``: also write ``hha/%06d.png`` (:mod:`cenfusion.data.hha`, the NYUDv2 Kinect's
+    intrinsics), a third modality read with ``data.modality_settings.hha.folder: hha``.
     """
     if classes not in (40, NUM_RAW_CLASSES):
         raise ValueError(f"--classes: expected 40 or {NUM_RAW_CLASSES}, got {classes}")
@@ -106,7 +111,16 @@ def prepare_nyudv2(
         staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=_parent(output)))
         try:
             result = _write(
-                staging, images, depths, labels, train_ids, val_ids, to_class, classes, progress
+                staging,
+                images,
+                depths,
+                labels,
+                train_ids,
+                val_ids,
+                to_class,
+                classes,
+                progress,
+                hha,
             )
             _publish(staging, output)
         except BaseException:
@@ -222,8 +236,9 @@ def _write(
     to_class: Callable[[np.ndarray], np.ndarray],
     classes: int,
     progress: bool,
+    with_hha: bool = False,
 ) -> PreparedSplits:
-    for folder in ("rgb", "depth", "masks"):
+    for folder in ("rgb", "depth", "masks", *(("hha",) if with_hha else ())):
         (root / folder).mkdir()
     result = PreparedSplits(root, len(train_ids), len(val_ids))
     histogram: dict[int, int] = {}
@@ -237,6 +252,8 @@ def _write(
         write_png(root / "rgb" / name, rgb.astype(np.uint8))
         write_png(root / "depth" / name, np.ascontiguousarray(depth))
         write_png(root / "masks" / name, np.ascontiguousarray(mask))
+        if with_hha:
+            write_png(root / "hha" / name, hha_encoding(depth_m.astype(np.float64), NYUDV2_KINECT))
         unlabelled = 255 if mask.dtype == np.uint8 else 65535
         values, counts = np.unique(mask, return_counts=True)
         for value, number in zip(values.tolist(), counts.tolist(), strict=True):

@@ -190,7 +190,10 @@ class ListFileSegmentation(SegmentationFiles):
     """A root folder plus a list file of tab-separated paths (relative to the root) per sample.
 
     ``columns`` names the list file's columns in order: each modality's name, ``"label"``, and
-    any others (ignored). The NYUDv2 lists of the public code are ``rgb, label, depth``.
+    any others (ignored). The NYUDv2 lists of the public code are ``rgb, label, depth``. A
+    modality with a ``folder`` that no column names is read from
+    ``root/<folder>/<label stem>.<ext>`` (a depth encoding written beside the data set, such as
+    ``cenfusion prepare --hha``).
     ``list_file`` is looked up in ``root`` first, then relative to the working directory.
     """
 
@@ -210,7 +213,10 @@ class ListFileSegmentation(SegmentationFiles):
     ) -> None:
         self.root = check_root(root)
         columns = tuple(columns)
-        for name in [*(m.name for m in modalities), LABEL]:
+        # a modality the list does not name comes from its own folder (``Modality.folder``),
+        # the same file stem as the label: e.g. NYUDv2 plus ``hha/000003.png``
+        beside = {m.name: m for m in modalities if m.name not in columns and m.folder}
+        for name in [*(m.name for m in modalities if m.name not in beside), LABEL]:
             if columns.count(name) != 1:
                 raise ValueError(
                     f"columns {columns}: expected exactly one column named {name!r} "
@@ -221,7 +227,14 @@ class ListFileSegmentation(SegmentationFiles):
         keys = [*(m.name for m in modalities), LABEL]
         entries = []
         for line in read_list_file(list_path, columns):
-            paths = {key: self.root / line.fields[columns.index(key)] for key in keys}
+            paths = {
+                key: self.root / line.fields[columns.index(key)]
+                for key in keys
+                if key not in beside
+            }
+            stem = paths[LABEL].stem
+            for name, spec in beside.items():
+                paths[name] = self.root / spec.folder / f"{stem}.{spec.ext}"
             entries.append(_Entry(f"{list_path}:{line.number}", paths[LABEL].stem, paths))
         self._setup(
             entries,

@@ -125,11 +125,13 @@ def build_datasets(
     )
     lists = {"train": d.train_list, "val": d.val_list, "test": d.test_list}
     specs = modality_specs(config)
-    others = [m for m in config.model.modalities if m not in ("rgb", "depth")]
+    placed = {name for name, setting in d.modality_settings.items() if setting.get("folder")}
+    others = [m for m in config.model.modalities if m not in ("rgb", "depth", *placed)]
     if d.format != "folder" and others:
         raise ValueError(
-            f"model.modalities {list(config.model.modalities)}: the {d.format} format holds "
-            f"rgb and depth only, not {others}; use data.format: folder for other modalities"
+            f"model.modalities {list(config.model.modalities)}: the {d.format} lists hold rgb "
+            f"and depth only, not {others}; give each other modality its folder "
+            f"(data.modality_settings.{others[0]}.folder, e.g. hha) or use data.format: folder"
         )
     datasets = {}
     for split in splits:
