@@ -15,7 +15,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("config", help="YAML config file (data and model settings)")
     parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides")
     parser.add_argument("--checkpoint", required=True, help="a cenfusion checkpoint (.pt)")
-    parser.add_argument("--split", default="val", choices=("train", "val"))
+    parser.add_argument("--split", default="val", choices=("train", "val", "test"))
     parser.add_argument("--scales", type=float, nargs="+", help="e.g. 0.75 1 1.25")
     parser.add_argument("--flip", action="store_true", help="add horizontally flipped inputs")
     parser.add_argument("--json", type=Path, help="write the scores here (default: next to CKPT)")
