@@ -51,7 +51,7 @@ BELOW = {
         "experiments",
         "export",
     },  # fmt: skip
-    "": {"nn", "convert", "models", "tasks"},  # cenfusion/__init__.py
+    "": {"nn", "convert", "models", "engine", "tasks"},  # cenfusion/__init__.py
     "__main__": {"cli"},
 }
 # imports allowed inside functions: optional packages, looked up only when used

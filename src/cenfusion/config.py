@@ -87,6 +87,10 @@ class TrainConfig:
     align_weight: float = 0.1  # weight of the MMD loss of model.fusion: align
     # seed of the initialisation, the shuffle order and the augmentation
     seed: int = 0
+    # exact: precision, channels_last and compile as set here | fast: the host's fastest
+    # choice of the three (bf16 + channels_last with bf16 hardware, else fp32; see
+    # cenfusion.engine.speed.choose_settings), replacing them
+    speed: str = "exact"
     # fp32 | bf16 (autocast on CPU and CUDA; slow on CPUs without hardware bf16)
     precision: str = "fp32"
     # channels_last memory format for the model and its inputs

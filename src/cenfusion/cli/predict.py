@@ -20,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from cenfusion.engine.speed import apply_inference_speed
 from cenfusion.tasks import load_trained
 
 
@@ -32,6 +33,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("-o", "--output", required=True, help="output PNG, or folder for folders")
+    parser.add_argument(
+        "--speed",
+        choices=("exact", "fast"),
+        default="exact",
+        help="fast: this host's fastest settings for inference (bf16 + channels_last with bf16 "
+        "hardware, else fp32)",
+    )
     parser.set_defaults(func=run, accepts_extra=True)
 
 
@@ -53,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
         message = f"no --{' --'.join(missing)}: predicting from {given} only (their ensemble)"
         print(f"cenfusion predict: {message}", file=sys.stderr)
         model = model.with_modalities([m for m in model.modalities if m in inputs])
+    if args.speed != "exact":
+        settings = apply_inference_speed(model, config, args.speed)
+        print(f"cenfusion predict: speed {args.speed}: {settings.describe()}", file=sys.stderr)
     output = Path(args.output)
     if all(path.is_dir() for path in inputs.values()):
         first = next(iter(inputs))

@@ -51,6 +51,7 @@ from cenfusion.engine.loop import (
     epoch_batches,
 )
 from cenfusion.engine.run_log import RunLog
+from cenfusion.engine.speed import SPEEDS, choose_settings, host_capabilities
 
 StepFunction = Callable[[list[dict[str, Tensor]], int, int, "StopRequests | None"], StepResult]
 """``step(micro_batches, epoch, step, stop) -> StepResult``: one optimiser step."""
@@ -123,9 +124,23 @@ class TrainingParts:
 
 
 def prepare_run(config: Config) -> RunSetup:
-    """Join the process group, check the batch plan and seed the model's initialisation."""
+    """Join the process group, check the batch plan, resolve ``train.speed`` (``fast``: this
+    host's choice of precision, channels_last and compile is written into ``config.train``)
+    and seed the model's initialisation."""
     device = distributed.setup()
     plan = check_train_settings(config)
+    t = config.train
+    if t.speed not in SPEEDS:
+        raise ValueError(f"train.speed: expected one of {SPEEDS}, got {t.speed!r}")
+    if t.speed != "exact":
+        settings = choose_settings("training", t.speed, host_capabilities(device))
+        t.precision, t.channels_last, t.compile = (
+            settings.precision,
+            settings.channels_last,
+            settings.compile,
+        )
+        if distributed.is_main():
+            print(f"train.speed {t.speed}: {settings.describe()}")
     torch.manual_seed(config.train.seed)
     return RunSetup(device, distributed.is_main(), plan)
 

@@ -60,6 +60,7 @@ class EvaluateOptions:
     flip: bool = False
     save_images: Path | None = None
     drop: tuple[str, ...] = ()  # modalities left out (a camera missing)
+    speed: str = "exact"  # exact | fast (the host's choice for inference)
 
     def restrict(self, model: Any) -> Any:
         """``model`` without the dropped modalities (itself when none are dropped)."""

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from cenfusion.analysis.probes import ExchangeProbe, TheoremProbe
 from cenfusion.config import Config
 from cenfusion.engine.checkpoint import load_checkpoint, load_model_state
+from cenfusion.engine.speed import apply_inference_speed
 from cenfusion.engine.trainer import (
     Shown,
     Trainer,
@@ -138,11 +139,15 @@ class SegmentationTask(Task):
         if options.flip:
             config.eval.flip = True
         model = options.restrict(self._model_with_weights(config, checkpoint))
+        settings = apply_inference_speed(model, config, options.speed)
         dataset = build_datasets(config, (split,))[split]
         scores = evaluate(model, dataset, config, progress=progress)
         scales = ", ".join(f"{s:g}" for s in config.eval.scales)
         title = f"{split} split, {len(dataset)} images, scales [{scales}]"
         title += (", flip" if config.eval.flip else "") + options.describe()
+        title += (
+            f", speed {options.speed}: {settings.describe()}" if options.speed != "exact" else ""
+        )
         return scores, title
 
     def format_scores(self, scores: Mapping[str, Any], title: str = "") -> str:

@@ -83,6 +83,7 @@ def predict_files(
         tuple(config.eval.scales),
         config.eval.flip,
         config.eval.logits_resize,
+        config.train.precision,
     )
     labels = probabilities["ensemble"].argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
     rgb = Path(files["rgb"]) if "rgb" in files else None

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from cenfusion.analysis.probes import ExchangeProbe, TheoremProbe
 from cenfusion.config import Config
 from cenfusion.engine.checkpoint import load_checkpoint, load_model_state
+from cenfusion.engine.speed import apply_inference_speed
 from cenfusion.engine.trainer import (
     Shown,
     Trainer,
@@ -158,6 +159,7 @@ class TranslationTask(Task):
         model = build_model(config)
         load_model_state(model, load_checkpoint(checkpoint)["model"], checkpoint)
         model = options.restrict(model)
+        settings = apply_inference_speed(model, config, options.speed)
         dataset = build_datasets(config, (split,))[split]
         scores = evaluate(model, dataset, config, features, progress, options.save_images)
         inputs = " + ".join(model.modalities)
@@ -165,6 +167,8 @@ class TranslationTask(Task):
             f"{split} split, {len(dataset)} images, {inputs} -> {config.model.target}, "
             f"generator in {config.eval.generator_mode} mode{options.describe()}"
         )
+        if options.speed != "exact":
+            title += f", speed {options.speed}: {settings.describe()}"
         return scores, title
 
     def format_scores(self, scores: Mapping[str, Any], title: str = "") -> str:

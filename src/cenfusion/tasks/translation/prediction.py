@@ -20,6 +20,7 @@ from cenfusion.config import Config
 from cenfusion.data.io import modality_files, read_image
 from cenfusion.data.translation import TASKONOMY_PRESETS, Domain, fixed_resize, resolve_domain
 from cenfusion.engine.samples import write_grid
+from cenfusion.engine.speed import autocast_context
 from cenfusion.models.translation import CENPix2Pix
 from cenfusion.tasks.translation.evaluation import generator_mode, to_uint8
 
@@ -74,7 +75,9 @@ def translate_files(
     """Translate one input set ``{modality: file}``: the ensemble to ``output`` and each
     branch to ``<output stem>_<modality>.png``; returns ``{output name: path}``."""
     sample = read_inputs(model, config, files)
-    with generator_mode(model, config.eval.generator_mode):
+    device = next(model.parameters()).device
+    mode = generator_mode(model, config.eval.generator_mode)
+    with mode, autocast_context(config.train.precision, device):
         outputs = model({m: sample[m][None] for m in model.modalities})
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
