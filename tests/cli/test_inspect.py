@@ -153,3 +153,16 @@ def test_history_draws_the_penalised_share_over_training(segmentation_config, tm
     out = tmp_path / "history.png"
     assert main(["inspect", str(tmp_path / "run" / "last.pt"), "--history", str(out)]) == 0
     assert out.stat().st_size > 5_000
+
+
+def test_cost_prints_parameters_and_gflops_per_part(segmentation_checkpoint, tmp_path, capsys):
+    checkpoint, model, _ = segmentation_checkpoint
+    translation, _, _ = write_checkpoint(tmp_path / "gen.pt", TRANSLATION)
+    assert main(["inspect", str(checkpoint), "--cost", "64", "96"]) == 0
+    out = capsys.readouterr().out
+    assert "one 64x96 input per modality" in out and "GFLOP/branch" in out
+    assert "backbone" in out and "decoder" in out
+    total = sum(p.numel() for p in model.parameters())
+    assert f"{total:,}" in out
+    assert main(["inspect", str(translation), "--cost", "32", "32"]) == 0
+    assert "down" in capsys.readouterr().out  # the generator's blocks

@@ -7,6 +7,7 @@ with exchange off, the config's threshold (or ``--threshold``) says what *would*
   cenfusion inspect CKPT [--threshold T] [--json stats.json]
   cenfusion inspect CKPT --plot gammas.png [--layers layer1.0.bn2 layer4.1.bn2] [--channels 128]
   cenfusion inspect CKPT --history exchange.png
+  cenfusion inspect CKPT --cost 480 640
   cenfusion inspect CKPT --features maps.png --rgb a.png --depth b.png [--feature-layer L]
                          [--after-exchange]
 
@@ -36,6 +37,8 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
 from cenfusion.analysis import (
     find_site,
     format_statistics,
@@ -44,6 +47,7 @@ from cenfusion.analysis import (
     site_statistics,
     site_thresholds,
 )
+from cenfusion.analysis.cost import model_cost
 from cenfusion.analysis.plots import (
     plot_exchange_history,
     plot_feature_groups,
@@ -77,6 +81,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--history",
         help="draw each modality's share of penalised channels below θ over training (from the "
         "checkpoint's epoch records) to this PNG",
+    )
+    parser.add_argument(
+        "--cost",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="print parameters and GFLOPs per part (and per branch) of one forward pass on one "
+        "H x W input per modality",
     )
     parser.add_argument("--features", help="draw the feature-map groups to this PNG")
     parser.add_argument("--feature-layer", help="exchange site for --features")
@@ -138,6 +150,13 @@ def run(args: argparse.Namespace) -> int:
             channels=args.channels,
         )
         print(f"wrote {written}")
+    if args.cost:
+        height, width = args.cost
+        network = getattr(model, "generator", model)  # translation: the generator's cost
+        channels = int(getattr(network, "in_channels", 3))
+        inputs = {m: torch.zeros(1, channels, height, width) for m in model.modalities}
+        title = f"one {height}x{width} input per modality ({', '.join(model.modalities)})"
+        print(model_cost(network, inputs).format(title))
     if args.history:
         history = json.loads(payload.get("history", "[]"))
         written = plot_exchange_history(history, tuple(model.modalities), args.history)
