@@ -1,7 +1,7 @@
 """The benchmark suite: CEN models against the list-of-tensors design and the unimodal network.
 
     python -m benchmarks.run [--quick] [--models ...] [--modalities 2 3 4] [--repeats 5]
-        [--device cpu|cuda] [--options fp32 channels_last bf16 compile] [--json PATH]
+        [--device cpu|cuda] [--options fp32 channels_last bf16 compile fast] [--json PATH]
 
 For every model (RefineNet-ResNet-50 and -101 segmentation, the pix2pix U-Net generator) and
 every number of modalities M, batch B per modality at HxW, it times
@@ -12,9 +12,10 @@ every number of modalities M, batch B per modality at HxW, it times
 - ``unimodal``: the same network on one modality (the list twin of a 1-modality model: plain
   norms, no exchange, no ensemble), batch B;
 - the stacked cenfusion model under each ``--options`` entry: ``fp32`` (the default path),
-  ``channels_last``, ``bf16`` (autocast) and ``compile`` (``torch.compile``, inductor), the last
-  three through the switches users set (:mod:`cenfusion.engine.speed`,
-  ``autocast_context``), each checked against ``fp32`` first.
+  ``channels_last``, ``bf16`` (autocast), ``compile`` (``torch.compile``, inductor) and
+  ``fast`` (the host's own choice of ``train.speed: fast``, printed), the last four through the
+  switches users set (:mod:`cenfusion.engine.speed`, ``autocast_context``), each checked
+  against ``fp32`` first.
 
 Two modes: ``infer`` (eval, no_grad; throughput in samples/s) and ``train`` (train mode,
 forward + backward + optimiser step: SGD with momentum for segmentation, Adam for the
@@ -65,7 +66,7 @@ from benchmarks.list_baseline import list_twin
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-OPTIONS = ("fp32", "channels_last", "bf16", "compile")
+OPTIONS = ("fp32", "channels_last", "bf16", "compile", "fast")
 BASELINES = ("list", "unimodal")
 
 
@@ -195,7 +196,12 @@ def make_variant(
 ) -> Variant:
     """``list``, ``unimodal`` or a stacked option, with its own copy of the weights."""
     from cenfusion.config import TrainConfig
-    from cenfusion.engine.speed import apply_speed_options, prepare_inputs
+    from cenfusion.engine.speed import (
+        apply_speed_options,
+        choose_settings,
+        host_capabilities,
+        prepare_inputs,
+    )
 
     device, batch = settings.device, settings.batch_size
     images = example_images(num_modalities, settings)
@@ -209,10 +215,16 @@ def make_variant(
         raise ValueError(f"variant: expected one of {BASELINES + OPTIONS}, got {variant!r}")
     model = copy.deepcopy(cen)
     config = TrainConfig(channels_last=variant == "channels_last", compile=variant == "compile")
+    bf16 = variant == "bf16"
+    if variant == "fast":  # the host's own choice (cenfusion.engine.speed.choose_settings)
+        chosen = choose_settings("training", "fast", host_capabilities(device))
+        print(f"fast on this host: {chosen.describe()}", flush=True)
+        config = TrainConfig(channels_last=chosen.channels_last, compile=chosen.compile)
+        bf16 = chosen.precision == "bf16"
     call = apply_speed_options(model, config)
     inputs = prepare_inputs(torch.cat(images), config)
     autocast = contextlib.nullcontext
-    if variant == "bf16":
+    if bf16:
         device_type = torch.device(device).type
         autocast = functools.partial(torch.autocast, device_type, dtype=torch.bfloat16)
     assert inputs.shape[0] == num_modalities * batch
@@ -256,7 +268,7 @@ def full_fp32():
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
 
 
-TOLERANCE = {"list": 1e-5, "channels_last": 1e-4, "compile": 1e-4, "bf16": 5e-2}
+TOLERANCE = {"list": 1e-5, "channels_last": 1e-4, "compile": 1e-4, "bf16": 5e-2, "fast": 5e-2}
 
 
 # --- timing and memory -------------------------------------------------------------------------
