@@ -137,3 +137,14 @@ def test_every_python_block_of_the_readme_runs_and_shows_its_values(index):
     for i, line in enumerate(lines):
         if line.startswith("# {"):
             assert eval(lines[i - 1], namespace) == ast.literal_eval(line[2:])
+
+
+def test_every_relative_link_of_the_docs_resolves():
+    pages = [*PAGES, *sorted((ROOT / "docs" / "results").rglob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
+            external = target.startswith(("http://", "https://", "mailto:"))
+            if not external and not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert not broken, broken
