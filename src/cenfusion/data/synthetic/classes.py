@@ -17,10 +17,10 @@ each modality is blind to some distinctions the other one sees:
   wall paint) give them away to RGB, so they are not listed as an RGB-blind pair.
 - ``floor`` (tiles) and ``wall`` (paint) differ in both, so every model sees them.
 
-Measured (``tests/data/test_fusion_matters.py``, 48x64 images): a tiny conv net trained on RGB
-only takes a pixel of one member of an RGB-blind pair for the other 29% of the time, but only
-0.6% for depth-blind pairs; trained on depth only, 36% on depth-blind pairs and 8% on RGB-blind
-pairs.
+Measured (``tests/data/synthetic/test_fusion_matters.py``, 48x64 images): a tiny conv net
+trained on RGB only takes a pixel of one member of an RGB-blind pair for the other 29% of the
+time, but only 0.6% for depth-blind pairs; trained on depth only, 36% on depth-blind pairs and
+8% on RGB-blind pairs.
 
 Depth sensor defects depend on geometry only (never on albedo), so nothing leaks appearance into
 depth.
