@@ -688,8 +688,15 @@ def parse_args(
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--markdown", action="store_true", help="also print the README table")
+    parser.add_argument(
+        "--speed",
+        choices=("exact", "fast"),
+        help="fast: add the host's own choice (the fast option) to the options measured",
+    )
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.speed == "fast":
+        args.options = [*(args.options or ["fp32"]), "fast"]
     values: dict[str, Any] = dict(QUICK) if args.quick else {}
     keys = ("models", "modalities", "options", "modes", "batch_size", "size", "warmup", "repeats")
     for key in keys:

@@ -77,3 +77,8 @@ def test_cenfusion_bench_outside_a_checkout_says_so(monkeypatch, capsys):
     monkeypatch.setattr(bench, "find_checkout", lambda: None)
     assert main(["bench", "--quick"]) == 2
     assert "source checkout" in capsys.readouterr().err
+
+
+def test_speed_fast_adds_the_hosts_choice():
+    settings, _ = suite.parse_args(["--quick", "--speed", "fast"])
+    assert settings.options[-1] == "fast" and "fp32" in settings.options
