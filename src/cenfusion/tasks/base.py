@@ -14,12 +14,14 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from cenfusion.config import Config, TaskSections
+from cenfusion.engine.checkpoint import load_checkpoint, load_model_state
 from cenfusion.engine.trainer import Trainer
 
 
@@ -87,6 +89,9 @@ class Task:
     comparison: ComparisonMetrics
     #: whether the backbone ablations of :mod:`cenfusion.experiments.variants` apply
     backbone_ablations: bool = False
+    #: the module that reads and writes the public code's checkpoints of this task
+    #: (``recognises_official``, ``import_official``, ``export_official``)
+    public_code: ModuleType
 
     # --- building ---------------------------------------------------------------------------
 
@@ -130,11 +135,25 @@ class Task:
 
     # --- trained models -----------------------------------------------------------------------
 
+    def model_with_weights(
+        self,
+        config: Config,
+        checkpoint: str | Path,
+        state: Mapping[str, Tensor] | None = None,
+    ) -> nn.Module:
+        """The model ``config`` describes with ``checkpoint``'s weights (``state``: its
+        ``model`` entry, already read)."""
+        model = self.build_model(config)
+        if state is None:
+            state = load_checkpoint(checkpoint)["model"]
+        load_model_state(model, state, checkpoint)
+        return model
+
     def load_trained(
         self, checkpoint: str | Path, config: Config, state: Mapping[str, Tensor]
     ) -> nn.Module:
         """The model ``config`` describes with the checkpoint's weights, in evaluation mode."""
-        raise NotImplementedError
+        return self.model_with_weights(config, checkpoint, state).eval()
 
     def read_inputs(
         self, model: nn.Module, config: Config, files: Mapping[str, Path]
@@ -157,16 +176,16 @@ class Task:
 
     def recognises_official(self, official: Mapping[str, Tensor]) -> bool:
         """Whether a public-code state dict is one of this task's networks."""
-        raise NotImplementedError
+        return self.public_code.recognises_official(official)
 
     def import_official(
         self, official: Mapping[str, Tensor], modalities: list[str] | None
     ) -> tuple[dict[str, Any], str]:
         """A cenfusion checkpoint payload from a public-code state dict, and a description."""
-        raise NotImplementedError
+        return self.public_code.import_official(official, modalities)
 
     def export_official(
         self, payload: Mapping[str, Any], official: dict[str, Tensor]
     ) -> tuple[Any, str]:
         """What to save for the public code (``official``: the converted state dict)."""
-        raise NotImplementedError
+        return self.public_code.export_official(payload, official)

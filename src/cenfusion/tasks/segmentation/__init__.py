@@ -17,7 +17,6 @@ from torch.utils.data import Dataset
 
 from cenfusion.analysis.probes import ExchangeProbe, TheoremProbe
 from cenfusion.config import Config
-from cenfusion.engine.checkpoint import load_checkpoint, load_model_state
 from cenfusion.engine.speed import apply_inference_speed
 from cenfusion.engine.trainer import (
     Shown,
@@ -29,7 +28,7 @@ from cenfusion.engine.trainer import (
 )
 from cenfusion.nn import convert_sync_batch_norm, effective_lambda
 from cenfusion.tasks.base import Column, ComparisonMetrics, EvaluateOptions, Task
-from cenfusion.tasks.segmentation import official as public_code
+from cenfusion.tasks.segmentation import official
 from cenfusion.tasks.segmentation.config import SEGMENTATION_SECTIONS
 from cenfusion.tasks.segmentation.evaluation import evaluate, format_scores, scores_from_record
 from cenfusion.tasks.segmentation.prediction import predict_files, read_inputs, save_samples
@@ -59,6 +58,7 @@ class SegmentationTask(Task):
         unit=" mIoU points",
     )
     backbone_ablations = True
+    public_code = official
 
     def build_model(self, config: Config) -> nn.Module:
         return build_model(config)
@@ -138,7 +138,7 @@ class SegmentationTask(Task):
             config.eval.scales = list(options.scales)
         if options.flip:
             config.eval.flip = True
-        model = options.restrict(self._model_with_weights(config, checkpoint))
+        model = options.restrict(self.model_with_weights(config, checkpoint))
         settings = apply_inference_speed(model, config, options.speed)
         dataset = build_datasets(config, (split,))[split]
         scores = evaluate(model, dataset, config, progress=progress)
@@ -160,9 +160,7 @@ class SegmentationTask(Task):
         self, checkpoint: str | Path, config: Config, state: Mapping[str, Tensor]
     ) -> nn.Module:
         config.model.pretrained = None  # the weights come from the checkpoint
-        model = build_model(config)
-        load_model_state(model, state, checkpoint)
-        return model.eval()
+        return super().load_trained(checkpoint, config, state)
 
     def read_inputs(
         self, model: nn.Module, config: Config, files: Mapping[str, Path]
@@ -173,24 +171,6 @@ class SegmentationTask(Task):
         self, model: nn.Module, config: Config, files: Mapping[str, Path], output: str | Path
     ) -> dict[str, Path]:
         return predict_files(model, config, files, output)
-
-    def recognises_official(self, official: Mapping[str, Tensor]) -> bool:
-        return public_code.recognises_official(official)
-
-    def import_official(
-        self, official: Mapping[str, Tensor], modalities: list[str] | None
-    ) -> tuple[dict[str, Any], str]:
-        return public_code.import_official(official, modalities)
-
-    def export_official(
-        self, payload: Mapping[str, Any], official: dict[str, Tensor]
-    ) -> tuple[Any, str]:
-        return public_code.export_official(payload, official)
-
-    def _model_with_weights(self, config: Config, checkpoint: str | Path) -> nn.Module:
-        model = build_model(config)
-        load_model_state(model, load_checkpoint(checkpoint)["model"], checkpoint)
-        return model
 
 
 __all__ = ["SegmentationTask"]

@@ -19,7 +19,6 @@ from torch.utils.data import Dataset
 
 from cenfusion.analysis.probes import ExchangeProbe, TheoremProbe
 from cenfusion.config import Config
-from cenfusion.engine.checkpoint import load_checkpoint, load_model_state
 from cenfusion.engine.speed import apply_inference_speed
 from cenfusion.engine.trainer import (
     Shown,
@@ -32,7 +31,7 @@ from cenfusion.engine.trainer import (
 from cenfusion.metrics.image import format_image_scores
 from cenfusion.nn import convert_sync_batch_norm, effective_lambda
 from cenfusion.tasks.base import Column, ComparisonMetrics, EvaluateOptions, Task
-from cenfusion.tasks.translation import official as public_code
+from cenfusion.tasks.translation import official
 from cenfusion.tasks.translation.config import TRANSLATION_SECTIONS
 from cenfusion.tasks.translation.evaluation import (
     evaluate,
@@ -67,6 +66,7 @@ class TranslationTask(Task):
         unit=" L1",
     )
     backbone_ablations = False
+    public_code = official
 
     def build_model(self, config: Config) -> nn.Module:
         return build_model(config)
@@ -156,9 +156,7 @@ class TranslationTask(Task):
         if options.scales or options.flip:
             raise ValueError("--scales and --flip apply to segmentation only")
         features = inception_features(config, announce=False)  # the table says why FID is n/a
-        model = build_model(config)
-        load_model_state(model, load_checkpoint(checkpoint)["model"], checkpoint)
-        model = options.restrict(model)
+        model = options.restrict(self.model_with_weights(config, checkpoint))
         settings = apply_inference_speed(model, config, options.speed)
         dataset = build_datasets(config, (split,))[split]
         scores = evaluate(model, dataset, config, features, progress, options.save_images)
@@ -177,13 +175,6 @@ class TranslationTask(Task):
     def scores_from_record(self, record: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         return scores_from_record(record)
 
-    def load_trained(
-        self, checkpoint: str | Path, config: Config, state: Mapping[str, Tensor]
-    ) -> nn.Module:
-        model = build_model(config)
-        load_model_state(model, state, checkpoint)
-        return model.eval()
-
     def read_inputs(
         self, model: nn.Module, config: Config, files: Mapping[str, Path]
     ) -> dict[str, Tensor]:
@@ -197,19 +188,6 @@ class TranslationTask(Task):
         self, model: nn.Module, config: Config, files: Mapping[str, Path], output: str | Path
     ) -> dict[str, Path]:
         return translate_files(model, config, files, output)
-
-    def recognises_official(self, official: Mapping[str, Tensor]) -> bool:
-        return public_code.recognises_official(official)
-
-    def import_official(
-        self, official: Mapping[str, Tensor], modalities: list[str] | None
-    ) -> tuple[dict[str, Any], str]:
-        return public_code.import_official(official, modalities)
-
-    def export_official(
-        self, payload: Mapping[str, Any], official: dict[str, Tensor]
-    ) -> tuple[Any, str]:
-        return public_code.export_official(payload, official)
 
 
 __all__ = ["TranslationTask"]
