@@ -198,6 +198,11 @@ def test_cells_report_the_held_out_test_split_and_their_convergence(segmentation
     curve = dict(cell["val_curve"])
     assert cell["last_quarter_gain"] == pytest.approx(curve[2] - curve[1])
     assert "on the held-out test split" in (tmp_path / "results.md").read_text()
+    # every epoch's training record, without its validation scores, for plots over training
+    assert [record["epoch"] for record in cell["epochs"]] == [1, 2]
+    assert "val" not in cell["epochs"][0] and "l1" in cell["epochs"][0]
+    shares = cell["epochs"][-1]["penalised_below_theta"]
+    assert shares and all(len(pair) == 2 for pair in shares.values())
 
 
 def test_the_last_quarter_gain_compares_with_the_last_validation_before_three_quarters():

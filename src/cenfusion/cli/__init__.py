@@ -20,6 +20,7 @@ from cenfusion.cli import (
     official,
     predict,
     prepare,
+    protocol,
     synth,
     train,
 )
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         evaluate,
         predict,
         compare,
+        protocol,
         inspect,
         export,
         official,

@@ -59,6 +59,10 @@ class CellResult:
     command: str = ""
     # where it trained (CPU model and capability, threads, torch, date)
     machine: dict[str, Any] = field(default_factory=dict)
+    # each epoch's training record without its validation scores: losses, alpha, and for CEN
+    # the exchange monitors (``penalised_below_theta``: the share of each site's penalised
+    # channels below theta, per modality), to plot the exchange over training
+    epochs: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -242,6 +246,7 @@ def train_cell(config: Config, method: str, seed: int) -> CellResult:
             if not history or "val" not in history[-1]:
                 raise RuntimeError("training ended without a validation result")
             result.scores = history[-1]["val"]
+            result.epochs = [{k: v for k, v in r.items() if k != "val"} for r in history]
             task = get_task(config.task)
             result.val_curve = validation_curve(history, task.comparison.headline.key)
             result.last_quarter_gain = last_quarter_gain(result.val_curve, len(history))

@@ -1,0 +1,62 @@
+"""``cenfusion protocol run|plan|report PROTOCOL``: a benchmark protocol's tuning sweep and
+paired seeds (:mod:`cenfusion.experiments.protocol`).
+
+``run`` trains what is missing (resumable; ``--limit-s`` stops it cleanly), ``plan`` prints
+the runs missing now with the command of each, ``report`` writes the tables from the results
+folder (``RESULTS/README.md`` unless ``--markdown`` says otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+from cenfusion.engine.checkpoint import write_text_atomic
+from cenfusion.experiments.protocol import Protocol, format_protocol
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "protocol",
+        help="a benchmark protocol: the same tuning sweep for every family, then paired seeds",
+    )
+    parser.add_argument("action", choices=["run", "plan", "report"])
+    parser.add_argument("protocol", help="protocol YAML file (experiments/protocols/*.yaml)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (run; default 1)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads of each run (run; default: all)"
+    )
+    parser.add_argument(
+        "--limit-s",
+        type=float,
+        default=None,
+        help="stop after this many seconds (run); cut runs resume next time",
+    )
+    parser.add_argument(
+        "--markdown", default=None, help="report: write here (default: RESULTS/README.md)"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    protocol = Protocol.load(args.protocol)
+    if args.action == "run":
+        finished = protocol.run(jobs=args.jobs, threads=args.threads, limit_s=args.limit_s)
+        print(f"{finished} run(s) finished; {len(protocol.plan())} missing")
+    elif args.action == "plan":
+        cells = protocol.plan()
+        for cell in cells:
+            print(f"# {cell.family}: {cell.method} {cell.setting_name} seed {cell.seed} "
+                  f"({cell.purpose})")  # fmt: skip
+            print(shlex.join(protocol.cell_command(cell)))
+        print(f"{len(cells)} run(s) missing now (later tuning rounds wait for these)")
+        return 0
+    text = format_protocol(protocol, protocol.report())
+    target = Path(args.markdown) if args.markdown else protocol.results / "README.md"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(target, text)
+    if args.action == "report":
+        print(text)
+    print(f"wrote {target}")
+    return 0

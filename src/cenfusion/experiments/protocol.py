@@ -1,0 +1,508 @@
+"""A benchmark protocol: the same tuning sweep for every method family on validation, then
+paired seeds of the chosen settings, reported on the held-out test split.
+
+A protocol file (YAML, e.g. ``experiments/protocols/bench_rgb_normal.yaml``) names a base
+config, *knobs* (each a few named options, every option a list of config overrides, the first
+the default) and *families* of methods. A family tunes its knobs one round at a time, in the
+order of its ``tune`` list, each round with seed 0 on the validation split:
+
+- the round ``method`` tries each of the family's methods (a fusion family's stages) with the
+  settings chosen so far;
+- a knob's round tries each option of that knob for the method chosen so far.
+
+The best validation score (the task's headline metric of the ensemble) wins a round, the
+default on ties; the next round starts from it, so a family's sweep costs the sum of its
+knobs' option counts (minus the repeats, which are reused). A family with ``setting_from``
+(the ablations of CEN) takes another family's chosen setting untuned. Once a family has chosen,
+its chosen method trains ``seeds`` seeds and its other methods ``other_seeds`` at the chosen
+setting. Seed k is the same initialisation rule and data order for every method (the compare
+runner's pairing).
+
+Every run is one ``cenfusion compare`` cell, kept as ``RESULTS/<setting>/<method>/seed<k>.json``
+with the command that reruns it, where ``<setting>`` spells the knob options (``lam3e-2_lr5e-3``).
+The results folder is the protocol's state: a later call (on any machine) trains what is
+missing and the report is rewritten from what is there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cenfusion.config import Config, load_config
+from cenfusion.experiments.report import format_markdown, summarise
+from cenfusion.experiments.runner import machine_info
+from cenfusion.experiments.variants import resolve_variants
+from cenfusion.tasks import get_task
+
+METHOD_ROUND = "method"
+
+
+@dataclass(frozen=True)
+class Family:
+    """Methods tuned together: their knobs (``tune``, in round order), the seeds of the chosen
+    method and of the others, or the family whose choice they take (``setting_from``)."""
+
+    name: str
+    methods: tuple[str, ...]
+    tune: tuple[str, ...] = ()
+    seeds: int = 3
+    other_seeds: int = 3
+    setting_from: str | None = None
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of the protocol."""
+
+    family: str
+    method: str
+    setting: tuple[tuple[str, str], ...]  # ((knob, option), ...) in the family's round order
+    seed: int
+    purpose: str  # "tuning" or "seeds"
+
+    @property
+    def setting_name(self) -> str:
+        return setting_name(self.setting)
+
+
+def setting_name(setting: tuple[tuple[str, str], ...]) -> str:
+    """``lam3e-2_lr5e-3``; ``default`` for a family without knobs."""
+    return "_".join(f"{knob}{option}" for knob, option in setting) or "default"
+
+
+@dataclass
+class Choice:
+    """Where a family's sweep stands: the candidates of each round with their validation
+    score (None: not run yet; nan: diverged or failed), the winner when every round is done."""
+
+    family: str
+    rounds: list[tuple[str, list[tuple[Cell, float | None]]]] = field(default_factory=list)
+    method: str | None = None
+    setting: tuple[tuple[str, str], ...] | None = None
+    missing: list[Cell] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.method is not None
+
+
+@dataclass
+class Protocol:
+    """A protocol file, read (see the module docstring)."""
+
+    path: Path
+    config: str
+    overrides: tuple[str, ...]
+    results: Path
+    output: Path
+    knobs: dict[str, dict[str, tuple[str, ...]]]
+    families: dict[str, Family]
+    prepare: tuple[dict[str, str], ...] = ()
+    title: str = ""
+    base: Config | None = None  # the base config with the protocol's overrides
+
+    # -- reading ---------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path) -> Protocol:
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as error:
+            raise ValueError(f"{path}: cannot read the protocol: {error}") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        known = {"title", "config", "overrides", "results", "output", "knobs", "families"}
+        unknown = sorted(set(raw) - known - {"prepare"})
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {unknown}; expected {sorted(known)}")
+        for key in ("config", "results", "output", "families"):
+            if key not in raw:
+                raise ValueError(f"{path}: missing {key!r}")
+        knobs = {}
+        for knob, options in (raw.get("knobs") or {}).items():
+            if knob == METHOD_ROUND or not isinstance(options, dict) or not options:
+                raise ValueError(
+                    f"{path}: knob {knob!r}: expected a non-empty mapping option -> overrides "
+                    f"(and not the reserved name {METHOD_ROUND!r})"
+                )
+            knobs[str(knob)] = {
+                str(o): tuple(str(v) for v in (ov or ())) for o, ov in options.items()
+            }
+        families = {}
+        for name, spec in raw["families"].items():
+            spec = dict(spec or {})
+            allowed = {"methods", "tune", "seeds", "other_seeds", "setting_from"}
+            if set(spec) - allowed or "methods" not in spec:
+                raise ValueError(
+                    f"{path}: family {name!r}: expected keys {sorted(allowed)} with 'methods', "
+                    f"got {sorted(spec)}"
+                )
+            family = Family(
+                name=str(name),
+                methods=tuple(spec["methods"]),
+                tune=tuple(spec.get("tune") or ()),
+                seeds=int(spec.get("seeds", 3)),
+                other_seeds=int(spec.get("other_seeds", spec.get("seeds", 3))),
+                setting_from=spec.get("setting_from"),
+            )
+            for knob in family.tune:
+                if knob != METHOD_ROUND and knob not in knobs:
+                    raise ValueError(
+                        f"{path}: family {name!r} tunes {knob!r}, which is not a knob "
+                        f"({sorted(knobs)}) nor {METHOD_ROUND!r}"
+                    )
+            if family.setting_from is not None and family.tune:
+                raise ValueError(f"{path}: family {name!r}: 'tune' and 'setting_from' exclude")
+            families[family.name] = family
+        for family in families.values():
+            if family.setting_from is not None and family.setting_from not in families:
+                raise ValueError(
+                    f"{path}: family {family.name!r} takes its setting from unknown family "
+                    f"{family.setting_from!r}"
+                )
+        protocol = cls(
+            path=path,
+            config=str(raw["config"]),
+            overrides=tuple(str(o) for o in raw.get("overrides") or ()),
+            results=Path(raw["results"]),
+            output=Path(raw["output"]),
+            knobs=knobs,
+            families=families,
+            prepare=tuple(dict(p) for p in raw.get("prepare") or ()),
+            title=str(raw.get("title", "")),
+        )
+        protocol.base = load_config(protocol.config, list(protocol.overrides))
+        protocol.check_methods()
+        return protocol
+
+    @property
+    def task(self) -> str:
+        assert self.base is not None
+        return self.base.task
+
+    @property
+    def modalities(self) -> list[str]:
+        assert self.base is not None
+        return list(self.base.model.modalities)
+
+    def check_methods(self) -> None:
+        """Every method name is one the compare runner knows for the config's modalities,
+        and belongs to one family only (the table has one row per method)."""
+        task = get_task(self.task)
+        seen: dict[str, str] = {}
+        for family in self.families.values():
+            try:
+                resolve_variants(family.methods, self.modalities, task.backbone_ablations)
+            except ValueError as error:
+                raise ValueError(f"{self.path}: family {family.name!r}: {error}") from None
+            for method in family.methods:
+                if method in seen:
+                    raise ValueError(
+                        f"{self.path}: method {method!r} is in families {seen[method]!r} and "
+                        f"{family.name!r}; each method belongs to one family"
+                    )
+                seen[method] = family.name
+
+    # -- state -----------------------------------------------------------------------------
+    @property
+    def max_seeds(self) -> int:
+        return max(max(f.seeds, f.other_seeds) for f in self.families.values())
+
+    def setting_overrides(self, setting: tuple[tuple[str, str], ...]) -> list[str]:
+        return [o for knob, option in setting for o in self.knobs[knob][option]]
+
+    def result_path(self, cell: Cell) -> Path:
+        return self.results / cell.setting_name / cell.method / f"seed{cell.seed}.json"
+
+    def result(self, cell: Cell) -> dict[str, Any] | None:
+        path = self.result_path(cell)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def validation_score(self, cell: Cell) -> float | None:
+        """The ensemble's headline metric on validation (sign-adjusted: higher is better);
+        nan for a run that diverged or failed, None for one not run."""
+        result = self.result(cell)
+        if result is None:
+            return None
+        task = get_task(self.task)
+        key, sign = task.comparison.headline.key, task.comparison.sign
+        value = (result.get("scores") or {}).get("ensemble", {}).get(key)
+        if result.get("status") != "ok" or value is None:
+            return float("nan")
+        return sign * float(value)
+
+    def default_setting(self, family: Family) -> dict[str, str]:
+        return {k: next(iter(self.knobs[k])) for k in family.tune if k != METHOD_ROUND}
+
+    def choose(self, family: Family) -> Choice:
+        """Walk the family's rounds as far as the finished runs allow."""
+        choice = Choice(family.name)
+        if family.setting_from is not None:
+            source = self.choose(self.families[family.setting_from])
+            if source.done:
+                choice.method, choice.setting = family.methods[0], source.setting
+            else:
+                choice.error = f"waits for {family.setting_from!r}"
+            return choice
+        method, setting = family.methods[0], self.default_setting(family)
+        knobs = [k for k in family.tune if k != METHOD_ROUND]
+
+        def cell(m: str, s: dict[str, str]) -> Cell:
+            return Cell(family.name, m, tuple((k, s[k]) for k in knobs), 0, "tuning")
+
+        for round_name in family.tune:
+            if round_name == METHOD_ROUND:
+                candidates = [cell(m, setting) for m in family.methods]
+            else:
+                candidates = [
+                    cell(method, {**setting, round_name: option})
+                    for option in self.knobs[round_name]
+                ]
+            scored = [(c, self.validation_score(c)) for c in candidates]
+            choice.rounds.append((round_name, scored))
+            missing = [c for c, score in scored if score is None]
+            if missing:
+                choice.missing = missing
+                return choice
+            finite = [(c, s) for c, s in scored if s == s]  # drop nan
+            if not finite:
+                choice.error = f"every candidate of round {round_name!r} diverged or failed"
+                return choice
+            best = max(finite, key=lambda cs: cs[1])[0]  # first on ties: the default
+            method, setting = best.method, dict(best.setting)
+        choice.method = method
+        choice.setting = tuple((k, setting[k]) for k in knobs)
+        return choice
+
+    def plan(self) -> list[Cell]:
+        """The runs missing now, in the order they should train: the tuning runs the finished
+        ones allow, then seed by seed the chosen methods, then the other methods' seeds."""
+        choices = {name: self.choose(f) for name, f in self.families.items()}
+        tuning = [c for choice in choices.values() for c in choice.missing]
+        chosen, others = [], []
+        for name, family in self.families.items():
+            choice = choices[name]
+            if not choice.done:
+                continue
+            assert choice.setting is not None
+            if family.setting_from is not None:
+                for method in family.methods:
+                    others += [
+                        Cell(name, method, choice.setting, s, "seeds") for s in range(family.seeds)
+                    ]
+                continue
+            chosen += [
+                Cell(name, choice.method, choice.setting, s, "seeds") for s in range(family.seeds)
+            ]
+            others += [
+                Cell(name, m, choice.setting, s, "seeds")
+                for m in family.methods
+                if m != choice.method
+                for s in range(family.other_seeds)
+            ]
+        # every family's first candidate (its defaults) before any family's second: early
+        # results compare the families at one setting
+        order = {cell: index for choice in choices.values() for index, cell in
+                 enumerate(choice.missing)}  # fmt: skip
+        tuning = sorted(tuning, key=lambda c: order[c])
+        by_seed = sorted(chosen, key=lambda c: c.seed) + sorted(others, key=lambda c: c.seed)
+        return [c for c in tuning + by_seed if self.result(c) is None]
+
+    # -- running ---------------------------------------------------------------------------
+    def cell_command(self, cell: Cell) -> list[str]:
+        """The ``cenfusion compare`` call that trains one cell (as its result records it)."""
+        return [
+            "cenfusion",
+            "compare",
+            self.config,
+            *self.overrides,
+            *self.setting_overrides(cell.setting),
+            "--methods",
+            cell.method,
+            "--seeds",
+            str(self.max_seeds),
+            "--only-seed",
+            str(cell.seed),
+            "--output",
+            str(self.output / cell.setting_name),
+            "--results",
+            str(self.results / cell.setting_name),
+            "--no-progress",
+        ]
+
+    def run_prepare(self) -> None:
+        """The protocol's preparation commands (data, pre-training) whose output is missing."""
+        for step in self.prepare:
+            if Path(step["creates"]).exists():
+                continue
+            command = shlex.split(step["command"])
+            if command[0] == "cenfusion":
+                command[0:1] = [sys.executable, "-m", "cenfusion"]
+            print(f"prepare: {step['command']}", flush=True)
+            subprocess.run(command, check=True)
+
+    def run(self, jobs: int = 1, threads: int | None = None, limit_s: float | None = None) -> int:
+        """Train what is missing, ``jobs`` runs at a time (each ``threads`` threads), until
+        nothing is left or ``limit_s`` has passed (running cells are stopped; they resume
+        from their last epoch next time). Returns the number of runs finished."""
+        if jobs < 1:
+            raise ValueError(f"--jobs: expected at least 1, got {jobs}")
+        self.run_prepare()
+        start = time.monotonic()
+        env = dict(os.environ)
+        if threads is not None:
+            env["OMP_NUM_THREADS"] = str(threads)
+        running: dict[Cell, subprocess.Popen] = {}
+        finished = 0
+        try:
+            while True:
+                for cell, process in list(running.items()):
+                    code = process.poll()
+                    if code is not None:
+                        del running[cell]
+                        finished += 1
+                        status = (self.result(cell) or {}).get("status", f"exit code {code}")
+                        print(f"done: {cell.method} {cell.setting_name} seed {cell.seed}: "
+                              f"{status}", flush=True)  # fmt: skip
+                if limit_s is not None and time.monotonic() - start > limit_s:
+                    print("time limit reached", flush=True)
+                    break
+                pending = [c for c in self.plan() if c not in running]
+                if not pending and not running:
+                    break
+                while pending and len(running) < jobs:
+                    cell = pending.pop(0)
+                    command = self.cell_command(cell)
+                    command[0:1] = [sys.executable, "-m", "cenfusion"]
+                    print(f"start: {cell.method} {cell.setting_name} seed {cell.seed} "
+                          f"({cell.purpose})", flush=True)  # fmt: skip
+                    running[cell] = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env)
+                time.sleep(2.0)
+        finally:
+            for process in running.values():
+                process.terminate()
+            for process in running.values():
+                process.wait()
+        return finished
+
+    # -- reporting -------------------------------------------------------------------------
+    def report(self) -> dict[str, Any]:
+        """The tuning rounds and the chosen methods' table (see :func:`format_protocol`)."""
+        choices = {name: self.choose(f) for name, f in self.families.items()}
+        cells: list[dict[str, Any]] = []
+        methods: list[str] = []
+        descriptions: dict[str, str] = {}
+        chosen_setting: dict[str, str] = {}
+        modalities = self.modalities
+        task = get_task(self.task)
+        for name, family in self.families.items():
+            choice = choices[name]
+            if not choice.done:
+                continue
+            assert choice.setting is not None
+            variants = {
+                v.name: v
+                for v in resolve_variants(family.methods, modalities, task.backbone_ablations)
+            }
+            for method in family.methods:
+                seeds = family.seeds if method == choice.method else family.other_seeds
+                found = []
+                for seed in range(seeds):
+                    cell = Cell(name, method, choice.setting, seed, "seeds")
+                    result = self.result(cell)
+                    found.append(result or {"method": method, "seed": seed, "status": "pending",
+                                             "scores": {}, "total_params": 0, "fusion_params": 0,
+                                             "train_seconds": 0.0, "error": ""})  # fmt: skip
+                cells += found
+                methods.append(method)
+                chosen_setting[method] = setting_name(choice.setting)
+                mark = " (chosen)" if method == choice.method and len(family.methods) > 1 else ""
+                descriptions[method] = (
+                    f"{variants[method].description}; setting `{setting_name(choice.setting)}`"
+                    f"{mark}"
+                )
+        table = {
+            "task": self.task,
+            "config": self.config,
+            "overrides": list(self.overrides),
+            "command": f"cenfusion protocol report {self.path}",
+            "methods": methods,
+            "descriptions": descriptions,
+            "seeds": self.max_seeds,
+            "modalities": modalities,
+            "machine": machine_info(),
+            "cells": cells,
+        }
+        table["summary"] = summarise(table) if cells else []
+        return {
+            "title": self.title,
+            "choices": choices,
+            "table": table,
+            "chosen_setting": chosen_setting,
+            "remaining": len(self.plan()),
+        }
+
+
+def format_protocol(protocol: Protocol, report: dict[str, Any]) -> str:
+    """The protocol's state as Markdown: the tuning rounds of each family (seed 0, validation),
+    then the comparison of the chosen settings (:func:`format_markdown`)."""
+    task = get_task(report["table"]["task"])
+    headline = task.comparison.headline
+    lines = [f"# {report['title'] or protocol.config}", ""]
+    lines += [
+        f"Protocol `{protocol.path}`: every family tunes its knobs one round at a time on the "
+        f"validation split (seed 0, the ensemble's {headline.label}); the chosen settings then "
+        "train paired seeds, reported below on the held-out test split. Continue it with "
+        f"`cenfusion protocol run {protocol.path}`; {report['remaining']} run(s) are missing "
+        "now.",
+        "",
+        "## Tuning (seed 0, validation)",
+        "",
+        f"| family | round | candidate | validation {headline.label} | |",
+        "|---|---|---|---|---|",
+    ]
+    for name, choice in report["choices"].items():
+        family = protocol.families[name]
+        if family.setting_from is not None:
+            status = (
+                f"setting of `{family.setting_from}`: `{setting_name(choice.setting)}`"
+                if choice.done
+                else choice.error
+            )
+            lines.append(f"| {name} | — | {', '.join(family.methods)} | — | {status} |")
+            continue
+        for round_name, scored in choice.rounds:
+            finite = [s for _, s in scored if s is not None and s == s]
+            best = max(finite) if finite and len(finite) == len(scored) else None
+            for cell, score in scored:
+                if score is None:
+                    shown, mark = "pending", ""
+                elif score != score:
+                    shown, mark = (protocol.result(cell) or {}).get("status", "failed"), ""
+                else:
+                    value = task.comparison.sign * score * headline.scale
+                    shown = f"{value:.{headline.digits}f}"
+                    mark = "**best**" if best is not None and score == best else ""
+                candidate = f"`{cell.method}` `{cell.setting_name}`"
+                lines.append(f"| {name} | {round_name} | {candidate} | {shown} | {mark} |")
+        if choice.error and family.setting_from is None:
+            lines.append(f"| {name} | | | | {choice.error} |")
+    lines.append("")
+    if report["table"]["cells"]:
+        body = format_markdown(report["table"])
+        lines += ["## The chosen settings, paired seeds", ""]
+        lines += body.split("\n", 2)[2].splitlines()  # drop format_markdown's own title
+    else:
+        lines += ["No family has finished tuning yet.", ""]
+    return "\n".join(lines).rstrip() + "\n"
