@@ -3,6 +3,7 @@
 import json
 import math
 import shlex
+import subprocess
 from dataclasses import asdict
 from pathlib import Path
 
@@ -189,3 +190,32 @@ def test_the_shipped_protocol_reads_and_plans(monkeypatch):
     assert len(protocol.knobs["lr"]) == 3
     assert families["ablations"].setting_from == "cen"
     assert {c.purpose for c in protocol.plan()} <= {"tuning", "seeds"}
+
+
+def test_preparation_steps_run_once_and_a_failing_one_stops_with_its_command(
+    segmentation_yaml, tmp_path, monkeypatch
+):
+    data = tmp_path / "scenes"
+    step = {"creates": str(data / "val.txt"),
+            "command": f"cenfusion synth folder {data} --n-train 2 --n-val 1 --size 16 16 "
+                       "--no-progress"}  # fmt: skip
+    protocol = Protocol.load(write_protocol(tmp_path, segmentation_yaml, prepare=[step]))
+    protocol.run_prepare()
+    assert (data / "val.txt").is_file()
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished preparation step ran again")
+
+    monkeypatch.setattr(subprocess, "run", refuse)
+    protocol.run_prepare()
+    monkeypatch.undo()
+    broken = {"creates": str(tmp_path / "never"), "command": "cenfusion synth nowhere"}
+    protocol = Protocol.load(write_protocol(tmp_path, segmentation_yaml, prepare=[broken]))
+    with pytest.raises(RuntimeError, match="'cenfusion synth nowhere' failed"):
+        protocol.run_prepare()
+
+
+def test_a_key_given_twice_is_refused(segmentation_yaml, tmp_path):
+    path = write_protocol(tmp_path, segmentation_yaml)
+    path.write_text(path.read_text() + f"results: {tmp_path / 'elsewhere'}\n")
+    with pytest.raises(ValueError, match=r"\['results'\] given twice"):
+        Protocol.load(path)

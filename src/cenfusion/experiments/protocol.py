@@ -47,6 +47,19 @@ from cenfusion.tasks import get_task
 METHOD_ROUND = "method"
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        repeated = sorted({str(k) for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key(s) {repeated} given twice", node.start_mark
+            )
+        return super().construct_mapping(node, deep=deep)
+
+
 @dataclass(frozen=True)
 class Family:
     """Methods tuned together: their knobs (``tune``, in round order), the seeds of the chosen
@@ -117,7 +130,7 @@ class Protocol:
     def load(cls, path: str | Path) -> Protocol:
         path = Path(path)
         try:
-            raw = yaml.safe_load(path.read_text())
+            raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (safe)
         except (OSError, yaml.YAMLError) as error:
             raise ValueError(f"{path}: cannot read the protocol: {error}") from None
         if not isinstance(raw, dict):
@@ -179,7 +192,7 @@ class Protocol:
             output=Path(raw["output"]),
             knobs=knobs,
             families=families,
-            prepare=tuple(dict(p) for p in raw.get("prepare") or ()),
+            prepare=tuple(_prepare_step(path, p) for p in raw.get("prepare") or ()),
             title=str(raw.get("title", "")),
         )
         protocol.base = load_config(protocol.config, list(protocol.overrides))
@@ -350,7 +363,16 @@ class Protocol:
             if command[0] == "cenfusion":
                 command[0:1] = [sys.executable, "-m", "cenfusion"]
             print(f"prepare: {step['command']}", flush=True)
-            subprocess.run(command, check=True)
+            code = subprocess.run(command).returncode
+            if code != 0 or not Path(step["creates"]).exists():
+                raise RuntimeError(
+                    f"{self.path}: preparation step {step['command']!r} "
+                    + (
+                        f"failed (exit code {code})"
+                        if code
+                        else f"did not create {step['creates']}"
+                    )
+                )
 
     def run(self, jobs: int = 1, threads: int | None = None, limit_s: float | None = None) -> int:
         """Train what is missing, ``jobs`` runs at a time (each ``threads`` threads), until
@@ -506,3 +528,11 @@ def format_protocol(protocol: Protocol, report: dict[str, Any]) -> str:
     else:
         lines += ["No family has finished tuning yet.", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _prepare_step(path: Path, step: object) -> dict[str, str]:
+    if not isinstance(step, dict) or set(step) != {"creates", "command"}:
+        raise ValueError(
+            f"{path}: prepare: expected entries with 'creates' (a path) and 'command', got {step!r}"
+        )
+    return {"creates": str(step["creates"]), "command": str(step["command"])}
