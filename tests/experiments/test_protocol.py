@@ -36,7 +36,11 @@ def write_protocol(tmp_path, config, **changes):
                 "seeds": 3,
                 "other_seeds": 2,
             },
-            "ablations": {"methods": ["private-bn"], "setting_from": "cen", "seeds": 2},
+            "ablations": {
+                "methods": ["private-bn", "private-bn-l1"],
+                "setting_from": "cen",
+                "seeds": 2,
+            },
         },
     }
     spec.update(changes)
@@ -50,6 +54,14 @@ def finish(protocol, cell, value, status="ok"):
     scores = {name: {"mean_iou": value, "pixel_accuracy": value, "mean_accuracy": value}
               for name in ("rgb", "depth", "ensemble")}  # fmt: skip
     result = CellResult(cell.method, cell.seed, status, scores=scores, test_scores=scores)
+    if cell.method == "cen":  # the exchange monitors: two sites, two modalities
+        result.epochs = [
+            {"epoch": 1, "penalised_below_theta": {"a": [0.0, 0.0], "b": [0.0, 0.0]}},
+            {"epoch": 2, "penalised_below_theta": {"a": [0.5, 0.25], "b": [1.0, 0.0]}},
+        ]
+    if cell.method == "private-bn-l1":  # Theorem 1's monitor
+        check = {"collapsed_fraction": 0.2, "predicted_probability": 0.3}
+        result.epochs = [{"epoch": 1}, {"epoch": 2, "theorem1": check}]
     path = protocol.result_path(cell)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(asdict(result)))
@@ -116,7 +128,8 @@ def test_diverged_candidates_lose_and_a_round_of_failures_stops_the_family(
 def test_seeds_of_the_chosen_settings_come_seed_major_after_every_tuning_run(
     segmentation_yaml, tmp_path
 ):
-    protocol = Protocol.load(write_protocol(tmp_path, segmentation_yaml))
+    path = write_protocol(tmp_path, segmentation_yaml)
+    protocol = Protocol.load(path)
     for _ in range(10):  # answer every tuning run (the first candidate wins each round)
         tuning = [c for c in protocol.plan() if c.purpose == "tuning"]
         if not tuning:
@@ -129,7 +142,7 @@ def test_seeds_of_the_chosen_settings_come_seed_major_after_every_tuning_run(
     assert [c.seed for c in chosen] == sorted(c.seed for c in chosen)
     assert plan.index(chosen[-1]) < min(plan.index(c) for c in plan if c.method == "private-bn")
     for cell in plan:
-        finish(protocol, cell, 0.3 + 0.01 * cell.seed)
+        finish(protocol, cell, (0.25 if cell.method == "private-bn-l1" else 0.3) + 0.01 * cell.seed)
     assert protocol.plan() == []
     report = protocol.report()
     rows = {row["method"]: row for row in report["table"]["summary"]}
@@ -137,8 +150,24 @@ def test_seeds_of_the_chosen_settings_come_seed_major_after_every_tuning_run(
     assert rows["unimodal-rgb"]["split"] == "test"
     text = format_protocol(protocol, report)
     assert "| concat | method | `concat-early` `lra` | 50.00 | **best** |" in text
-    assert "| ablations | — | private-bn | — | setting of `cen`: `lam1e-2_lra` |" in text
+    assert (
+        "| ablations | — | private-bn, private-bn-l1 | — | setting of `cen`: `lam1e-2_lra` |"
+        in text
+    )
     assert "## Where CEN stands" in text and "0 run(s) are missing" in text
+    # the exchange of every CEN run, tuning runs included; exchange against none per branch;
+    # Theorem 1 on the runs with the L1 term and no exchange
+    assert "| `cen` `lam1e-1_lra` seed 0 | 75 % (50–100) | 12 % (0–25) | 2 |" in text
+    assert "| `cen` `lam1e-2_lra` seed 2 | 75 % (50–100) | 12 % (0–25) | 2 |" in text
+    # seed 0: 50 (CEN's tuning run) - 25, seed 1: 31 - 26; t(1) = 12.706, std 14.14
+    assert "- rgb: +15.00 ± 127.06 (2 paired seeds)" in text
+    assert "- ensemble: +15.00 ± 127.06 (2 paired seeds)" in text
+    assert "setting `lra` (chosen)" in text and "setting `lam1e-2_lra` (chosen)" not in text
+    # the report command also draws the exchange over training of each seed-0 CEN run
+    assert main(["protocol", "report", str(path)]) == 0
+    figures = sorted(p.name for p in (tmp_path / "results" / "exchange").iterdir())
+    assert figures == ["lam1e-1_lra_cen.png", "lam1e-2_lra_cen.png", "lam1e-2_lrb_cen.png"]
+    assert "| `private-bn-l1` | 2 | 20.0 % ± 0.0 | 30.0 % ± 0.0 |" in text
 
 
 def test_run_trains_the_missing_cells_with_the_commands_it_records(segmentation_yaml, tmp_path):
@@ -202,6 +231,7 @@ def test_preparation_steps_run_once_and_a_failing_one_stops_with_its_command(
     protocol = Protocol.load(write_protocol(tmp_path, segmentation_yaml, prepare=[step]))
     protocol.run_prepare()
     assert (data / "val.txt").is_file()
+
     def refuse(*args, **kwargs):
         raise AssertionError("a finished preparation step ran again")
 

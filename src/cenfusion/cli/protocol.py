@@ -3,7 +3,9 @@ paired seeds (:mod:`cenfusion.experiments.protocol`).
 
 ``run`` trains what is missing (resumable; ``--limit-s`` stops it cleanly), ``plan`` prints
 the runs missing now with the command of each, ``report`` writes the tables from the results
-folder (``RESULTS/README.md`` unless ``--markdown`` says otherwise).
+folder (``RESULTS/README.md`` unless ``--markdown`` says otherwise) and, with matplotlib, the
+exchange over training of every exchanging method's seed-0 run
+(``RESULTS/exchange/<setting>_<method>.png``).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import argparse
 import shlex
 from pathlib import Path
 
+from cenfusion.analysis.plots import plot_exchange_history
 from cenfusion.engine.checkpoint import write_text_atomic
-from cenfusion.experiments.protocol import Protocol, format_protocol
+from cenfusion.experiments.protocol import Protocol, exchange_cells, format_protocol
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -56,7 +59,18 @@ def run(args: argparse.Namespace) -> int:
     target = Path(args.markdown) if args.markdown else protocol.results / "README.md"
     target.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(target, text)
-    if args.action == "report":
-        print(text)
+    print(text)
     print(f"wrote {target}")
+    figures = [(setting, r) for setting, r in exchange_cells(protocol) if r["seed"] == 0]
+    if figures:
+        try:
+            import matplotlib  # noqa: F401, PLC0415 (optional: the plot extra)
+        except ImportError:
+            print("no exchange figures: they need matplotlib (pip install 'cenfusion[plot]')")
+            return 0
+        for setting, result in figures:
+            path = protocol.results / "exchange" / f"{setting}_{result['method']}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            plot_exchange_history(result["epochs"], protocol.modalities, path)
+        print(f"wrote {len(figures)} exchange figure(s) in {protocol.results / 'exchange'}")
     return 0
