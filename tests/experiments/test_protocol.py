@@ -209,15 +209,20 @@ def test_a_malformed_protocol_is_refused_with_the_reason(
     assert message in str(error.value)
 
 
-def test_the_shipped_protocol_reads_and_plans(monkeypatch):
-    root = Path(__file__).resolve().parents[2]
-    monkeypatch.chdir(root)
-    protocol = Protocol.load("experiments/protocols/bench_rgb_normal.yaml")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (ROOT / "experiments" / "protocols").glob("*.yaml"))
+)
+def test_the_shipped_protocols_read_and_plan(monkeypatch, name):
+    monkeypatch.chdir(ROOT)
+    protocol = Protocol.load(f"experiments/protocols/{name}")
     families = protocol.families
     # the same learning-rate sweep closes every tuned family
     assert all(f.tune[-1] == "lr" for f in families.values() if f.setting_from is None)
     assert len(protocol.knobs["lr"]) == 3
-    assert families["ablations"].setting_from == "cen"
+    assert families["cen"].tune == ("lam", "theta", "lr") and families["cen"].seeds == 5
     assert {c.purpose for c in protocol.plan()} <= {"tuning", "seeds"}
 
 

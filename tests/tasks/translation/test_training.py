@@ -10,6 +10,7 @@ import yaml
 from PIL import Image
 from torch import nn
 
+import cenfusion.tasks.translation as translation_task
 from cenfusion.cli import main
 from cenfusion.config import load_config, shipped_configs
 from cenfusion.engine.samples import TITLE_HEIGHT
@@ -234,3 +235,18 @@ def test_the_translation_configs_parse_and_the_recipe_is_the_papers():
     assert recipe.data.flip_prob == 0.5 and recipe.data.val_resize == [256, 256]
     synthetic = load_config(CONFIGS["synthetic_shade_texture_to_rgb"])
     assert synthetic.task == "translation" and synthetic.data.format == "taskonomy"
+
+
+def test_fid_can_be_left_out_of_the_validations_during_training(tiny_config, monkeypatch):
+    def colour_means(images):  # a stand-in Inception: 3 features per image
+        return images.float().mean(dim=(2, 3))
+
+    monkeypatch.setattr(translation_task, "inception_features", lambda *a, **k: colour_means)
+    records = {}
+    for during in (True, False):
+        config = tiny_config("train.epochs=1", "train.eval_every=1", "train.sample_every=0",
+                             f"eval.fid_in_training={str(during).lower()}")  # fmt: skip
+        records[during] = TRANSLATION.trainer(config, progress=False).fit()[-1]["val"]
+    assert records[True]["ensemble"]["fid"] is not None
+    assert records[False]["ensemble"]["fid"] is None and records[False]["ensemble"]["l1"] > 0
+    assert records[False]["ensemble"]["l1"] == records[True]["ensemble"]["l1"]

@@ -105,7 +105,8 @@ class TranslationTask(Task):
 
         def validate(epoch: int, epochs: int, record: dict[str, Any]) -> None:
             if due(t.eval_every, epoch, epochs):
-                scores = evaluate(model, datasets["val"], config, features, shown_progress)
+                shown = features if config.eval.fid_in_training else None
+                scores = evaluate(model, datasets["val"], config, shown, shown_progress)
                 record["val"] = {name: s.as_dict() for name, s in scores.items()}
                 if run.main:
                     title = f"epoch {epoch + 1}/{epochs} validation"

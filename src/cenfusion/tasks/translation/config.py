@@ -65,6 +65,9 @@ class TranslationEvalConfig(EvalConfig):
     inception_weights: str | None = None
     # eval (running statistics) | train (the public code)
     generator_mode: str = "eval"
+    # FID/KID at every validation during training too (false: L1, RMSE, PSNR, SSIM only there;
+    # `cenfusion evaluate` and a comparison's test scores still have them)
+    fid_in_training: bool = True
     # KID subsets
     kid_subsets: int = 50
     # KID subset size (capped at the number of images)
