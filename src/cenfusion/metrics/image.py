@@ -352,8 +352,11 @@ class ImageMetrics:
         return scores
 
 
-def format_image_scores(scores: Mapping[str, ImageScores], title: str = "") -> str:
-    """A table: one row per output (every branch, then the ensemble)."""
+def format_image_scores(
+    scores: Mapping[str, ImageScores], title: str = "", fid_note: str = FID_SKIPPED_MESSAGE
+) -> str:
+    """A table: one row per output (every branch, then the ensemble); ``fid_note`` below it
+    when FID is missing (why it is)."""
     header = f"{'output':<16}{'L1':>9}{'RMSE':>9}{'PSNR':>9}{'SSIM':>9}{'FID':>10}{'KIDx100':>10}"
     lines = [title] if title else []
     lines += [header, "-" * len(header)]
@@ -366,8 +369,8 @@ def format_image_scores(scores: Mapping[str, ImageScores], title: str = "") -> s
             f"{name:<16}{s.l1:>9.4f}{s.rmse:>9.4f}{cell(s.psnr, 9, 2)}{cell(s.ssim, 9, 4)}"
             f"{cell(s.fid, 10, 2)}{cell(s.kid_x100, 10, 3)}"
         )
-    if any(s.fid is None for s in scores.values()):
-        lines.append(FID_SKIPPED_MESSAGE)
+    if any(s.fid is None for s in scores.values()) and fid_note:
+        lines.append(fid_note)
     return "\n".join(lines)
 
 

@@ -237,16 +237,18 @@ def test_the_translation_configs_parse_and_the_recipe_is_the_papers():
     assert synthetic.task == "translation" and synthetic.data.format == "taskonomy"
 
 
-def test_fid_can_be_left_out_of_the_validations_during_training(tiny_config, monkeypatch):
+def test_fid_can_be_left_out_of_the_validations_during_training(tiny_config, monkeypatch, capsys):
     def colour_means(images):  # a stand-in Inception: 3 features per image
         return images.float().mean(dim=(2, 3))
 
     monkeypatch.setattr(translation_task, "inception_features", lambda *a, **k: colour_means)
-    records = {}
+    records, printed = {}, {}
     for during in (True, False):
         config = tiny_config("train.epochs=1", "train.eval_every=1", "train.sample_every=0",
                              f"eval.fid_in_training={str(during).lower()}")  # fmt: skip
         records[during] = TRANSLATION.trainer(config, progress=False).fit()[-1]["val"]
+        printed[during] = capsys.readouterr().out
+    assert "not during training" in printed[False] and FID_SKIPPED_MESSAGE not in printed[False]
     assert records[True]["ensemble"]["fid"] is not None
     assert records[False]["ensemble"]["fid"] is None and records[False]["ensemble"]["l1"] > 0
     assert records[False]["ensemble"]["l1"] == records[True]["ensemble"]["l1"]

@@ -28,7 +28,7 @@ from cenfusion.engine.trainer import (
     prepare_run,
     samples_path,
 )
-from cenfusion.metrics.image import format_image_scores
+from cenfusion.metrics.image import FID_SKIPPED_MESSAGE, format_image_scores
 from cenfusion.nn import convert_sync_batch_norm, effective_lambda
 from cenfusion.tasks.base import Column, ComparisonMetrics, EvaluateOptions, Task
 from cenfusion.tasks.translation import official
@@ -110,7 +110,10 @@ class TranslationTask(Task):
                 record["val"] = {name: s.as_dict() for name, s in scores.items()}
                 if run.main:
                     title = f"epoch {epoch + 1}/{epochs} validation"
-                    print(format_image_scores(scores, title=title))
+                    note = FID_SKIPPED_MESSAGE
+                    if features is not None and not config.eval.fid_in_training:
+                        note = "FID/KID: not during training (eval.fid_in_training: false)"
+                    print(format_image_scores(scores, title=title, fid_note=note))
 
         # the translation loss counts the L1 term once, whatever train.l1_per_output says
         lam = effective_lambda(t.lam, model.num_modalities, per_output=False)
