@@ -79,6 +79,10 @@ def test_each_family_tunes_its_knobs_round_by_round_on_validation(segmentation_y
         ("unimodal-rgb", "lrb", 0), ("cen", "lam1e-1_lra", 0), ("concat-late", "lra", 0),
     ]  # fmt: skip
     cells = {(c.method, c.setting_name): c for c in protocol.plan()}
+    finish(protocol, cells["unimodal-rgb", "lra"], 0.5)  # a family's default done: its second
+    assert names(protocol.plan())[:3] == [  # candidate waits for the other families' defaults
+        ("cen", "lam1e-2_lra", 0), ("concat-early", "lra", 0), ("unimodal-rgb", "lrb", 0),
+    ]  # fmt: skip
     finish(protocol, cells["cen", "lam1e-2_lra"], 0.5)
     finish(protocol, cells["cen", "lam1e-1_lra"], 0.6)  # the larger lambda wins its round
     choice = protocol.choose(protocol.families["cen"])

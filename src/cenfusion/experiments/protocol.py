@@ -325,11 +325,12 @@ class Protocol:
                 if m != choice.method
                 for s in range(family.other_seeds)
             ]
-        # every family's first candidate (its defaults) before any family's second: early
-        # results compare the families at one setting
-        order = {cell: index for choice in choices.values() for index, cell in
-                 enumerate(choice.missing)}  # fmt: skip
-        tuning = sorted(tuning, key=lambda c: order[c])
+        # by the candidates' places in their rounds: every family's first candidate (its
+        # defaults) before any family's second, so that early results compare the families
+        # at one setting
+        place = {cell: index for choice in choices.values() if choice.rounds
+                 for index, (cell, _) in enumerate(choice.rounds[-1][1])}  # fmt: skip
+        tuning = sorted(tuning, key=lambda c: place[c])
         by_seed = sorted(chosen, key=lambda c: c.seed) + sorted(others, key=lambda c: c.seed)
         return [c for c in tuning + by_seed if self.result(c) is None]
 
