@@ -4,6 +4,7 @@ from cenfusion.nn.ensemble import Ensemble
 from cenfusion.nn.exchange import channel_exchange, exchange_mask
 from cenfusion.nn.modality_conv import ModalityConv2d
 from cenfusion.nn.norm import ModalityBatchNorm2d, ModalityInstanceNorm2d, ModalityNorm
+from cenfusion.nn.presence import absent_rows, check_presence, presence_context, sample_presence
 from cenfusion.nn.sparsity import (
     SPARSITY_MODES,
     chunk_bounds,
@@ -33,12 +34,14 @@ __all__ = [
     "StateDictFit",
     "SyncBatchNorm2d",
     "SyncModalityBatchNorm2d",
+    "absent_rows",
     "as_stacked",
     "ModalityBatchNorm2d",
     "ModalityConv2d",
     "ModalityInstanceNorm2d",
     "ModalityNorm",
     "channel_exchange",
+    "check_presence",
     "chunk_bounds",
     "convert_sync_batch_norm",
     "effective_lambda",
@@ -47,6 +50,8 @@ __all__ = [
     "exchange_sites",
     "modality_view",
     "penalised_scaling_factors",
+    "presence_context",
+    "sample_presence",
     "sparsity_penalty",
     "split_modalities",
     "stack_modalities",

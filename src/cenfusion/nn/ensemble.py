@@ -30,8 +30,18 @@ class Ensemble(nn.Module):
         """``softmax(alpha)``: the weight of each modality in the ensemble."""
         return torch.softmax(self.alpha, dim=0)
 
-    def forward(self, outputs: Tensor) -> Tensor:
-        """outputs: ``(M*B, ...)`` stacked branch outputs -> ``(B, ...)`` ensemble."""
+    def forward(self, outputs: Tensor, present: Tensor | None = None) -> Tensor:
+        """outputs: ``(M*B, ...)`` stacked branch outputs -> ``(B, ...)`` ensemble.
+        ``present``: an ``(M, B)`` presence mask; each sample's softmax then runs over the α
+        of its present modalities (:mod:`cenfusion.nn.presence`)."""
         per_modality = modality_view(outputs.detach(), self.num_modalities)
-        weights = self.weights().to(per_modality.dtype)
-        return torch.tensordot(weights, per_modality, dims=1)
+        if present is None:
+            weights = self.weights().to(per_modality.dtype)
+            return torch.tensordot(weights, per_modality, dims=1)
+        logits = self.alpha.view(-1, 1).expand(-1, present.shape[1])
+        logits = logits.masked_fill(~present.to(logits.device), float("-inf"))
+        weights = torch.softmax(logits, dim=0).to(per_modality.dtype)  # (M, B)
+        weights = weights.view(*weights.shape, *([1] * (per_modality.dim() - 2)))
+        # an absent row never enters, whatever it holds (a placeholder may be NaN)
+        kept = torch.where(weights > 0, per_modality, torch.zeros((), dtype=per_modality.dtype))
+        return (weights * kept).sum(dim=0)

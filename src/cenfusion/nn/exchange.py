@@ -20,11 +20,20 @@ def exchange_mask(gamma: Tensor, threshold: float) -> Tensor:
     return gamma.detach().abs() < threshold
 
 
-def channel_exchange(y: Tensor, gamma: Tensor, threshold: float, num_modalities: int) -> Tensor:
+def channel_exchange(
+    y: Tensor,
+    gamma: Tensor,
+    threshold: float,
+    num_modalities: int,
+    present: Tensor | None = None,
+) -> Tensor:
     """Exchange the channels of ``y`` whose ``|gamma|`` is below ``threshold``.
 
     y: ``(M*B, C, H, W)`` post-norm, modality-major; gamma: ``(M, C)`` scaling factors of the
     norm that produced ``y``. Returns a tensor of ``y``'s shape; ``y`` itself for ``M = 1``.
+    ``present``: an ``(M, B)`` boolean presence mask (:mod:`cenfusion.nn.presence`): a channel
+    then takes the mean of the other modalities *present in its sample*, and keeps its own
+    value where none is.
     """
     if num_modalities == 1:
         return y
@@ -37,6 +46,8 @@ def channel_exchange(y: Tensor, gamma: Tensor, threshold: float, num_modalities:
     exchanged = exchange_mask(gamma, threshold).view(
         num_modalities, 1, y.shape[1], *([1] * (y.dim() - 2))
     )
+    if present is not None and not bool(present.all()):
+        return _exchange_present(per_modality, exchanged, present).flatten(0, 1)
     # Rolling the modality axis by k puts modality m-k beside modality m; summing the rolls
     # k = 1..M-1 gives each modality the exact sum of the others (no total-minus-self rounding).
     others = per_modality.roll(1, dims=0)
@@ -45,3 +56,19 @@ def channel_exchange(y: Tensor, gamma: Tensor, threshold: float, num_modalities:
     if num_modalities > 2:
         others = others / (num_modalities - 1)
     return torch.where(exchanged, others, per_modality).flatten(0, 1)
+
+
+def _exchange_present(per_modality: Tensor, exchanged: Tensor, present: Tensor) -> Tensor:
+    """:func:`channel_exchange` over ``(M, B, C, H, W)`` with the sources limited to the
+    modalities present in each sample."""
+    num_modalities = per_modality.shape[0]
+    mask = present.to(per_modality.device).view(*present.shape, *([1] * (per_modality.dim() - 2)))
+    # absent rows contribute zero (where, not a product: their values are never read)
+    sources = torch.where(mask, per_modality, torch.zeros((), dtype=per_modality.dtype))
+    weights = mask.to(per_modality.dtype)
+    others, count = sources.roll(1, dims=0), weights.roll(1, dims=0)
+    for shift in range(2, num_modalities):
+        others = others + sources.roll(shift, dims=0)
+        count = count + weights.roll(shift, dims=0)
+    mean = others / count.clamp(min=1)
+    return torch.where(exchanged & (count > 0), mean, per_modality)

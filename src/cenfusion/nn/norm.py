@@ -8,6 +8,11 @@ gamma). ``num_batches_tracked`` is a single counter: every modality sees every b
 A norm can also be an *exchange site*: with ``exchange_threshold`` set, its output goes through
 :func:`cenfusion.nn.channel_exchange` with its own gamma, and :func:`cenfusion.nn.sparsity_penalty`
 penalises its scaling factors.
+
+Under a per-sample presence mask (``presence``, set by :func:`cenfusion.nn.presence_context`;
+see :mod:`cenfusion.nn.presence`) a training norm takes each modality's statistics over its
+present rows only and the exchange draws from present modalities only; the masked path is
+composite (slower) and taken only when some sample lacks a modality.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ class ModalityNorm(nn.Module):
         self.register_buffer("running_mean", torch.zeros(shape))
         self.register_buffer("running_var", torch.ones(shape))
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        # (M, B) boolean while a forward pass runs under a presence mask, else None
+        self.presence: Tensor | None = None
 
     def restrict_modalities(self, rows: list[int]) -> None:
         """Keep only the modalities ``rows`` (in that order): their gamma, beta and running
@@ -115,7 +122,27 @@ class ModalityNorm(nn.Module):
     def _exchange(self, y: Tensor) -> Tensor:
         if self.exchange_threshold is None:
             return y
-        return channel_exchange(y, self.weight, self.exchange_threshold, self.num_modalities)
+        return channel_exchange(
+            y, self.weight, self.exchange_threshold, self.num_modalities, self.presence
+        )
+
+    def _update_running_stats(
+        self, m: int, mean: Tensor, unbiased_var: Tensor, momentum: float
+    ) -> None:
+        with torch.no_grad():
+            self.running_mean[m].mul_(1 - momentum).add_(
+                mean.to(self.running_mean.dtype), alpha=momentum
+            )
+            self.running_var[m].mul_(1 - momentum).add_(
+                unbiased_var.to(self.running_var.dtype), alpha=momentum
+            )
+
+    def _affine(self, m: int, x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
+        """``(x - mean) / sqrt(var + eps) * gamma_m + beta_m`` with per-channel statistics
+        broadcast over ``x`` (rows, C, H, W) or given per row (rows, C)."""
+        shape = (-1, self.num_features, 1, 1) if mean.dim() == 2 else (1, -1, 1, 1)
+        scale = torch.rsqrt(var + self.eps).view(shape) * self.weight[m].view(1, -1, 1, 1)
+        return (x - mean.view(shape)) * scale + self.bias[m].view(1, -1, 1, 1)
 
 
 class ModalityBatchNorm2d(ModalityNorm):
@@ -132,6 +159,8 @@ class ModalityBatchNorm2d(ModalityNorm):
         if not self.training:
             return self._exchange(self._normalise_with_running_stats(x))
         momentum = self._momentum_factor()
+        if self.presence is not None:
+            return self._exchange(self._masked_batch_norm(x, momentum))
         if _composite_path_needed():
             y = torch.cat(
                 [
@@ -162,6 +191,24 @@ class ModalityBatchNorm2d(ModalityNorm):
             )
         return self._exchange(y)
 
+    def _masked_batch_norm(self, x: Tensor, momentum: float) -> Tensor:
+        """Training statistics of modality ``m`` over its present rows only (a modality absent
+        from every sample: its running statistics, left as they are)."""
+        assert self.presence is not None
+        outputs = []
+        for m, x_m in enumerate(split_modalities(x, self.num_modalities)):
+            rows = x_m[self.presence[m]].float()
+            if rows.shape[0] == 0:
+                mean, var = self.running_mean[m], self.running_var[m]
+            else:
+                mean = rows.mean(dim=(0, 2, 3))
+                var = rows.var(dim=(0, 2, 3), unbiased=False)
+                count = rows.numel() // self.num_features
+                unbiased = var * (count / (count - 1)) if count > 1 else var
+                self._update_running_stats(m, mean.detach(), unbiased.detach(), momentum)
+            outputs.append(self._affine(m, x_m.float(), mean, var).to(x.dtype))
+        return torch.cat(outputs)
+
 
 class ModalityInstanceNorm2d(ModalityNorm):
     """One affine InstanceNorm2d with running statistics per modality (the translation norm).
@@ -176,6 +223,8 @@ class ModalityInstanceNorm2d(ModalityNorm):
         if not self.training:
             return self._exchange(self._normalise_with_running_stats(x))
         momentum = self._momentum_factor()
+        if self.presence is not None:
+            return self._exchange(self._masked_instance_norm(x, momentum))
         y = torch.cat(
             [
                 F.instance_norm(
@@ -192,6 +241,26 @@ class ModalityInstanceNorm2d(ModalityNorm):
             ]
         )
         return self._exchange(y)
+
+    def _masked_instance_norm(self, x: Tensor, momentum: float) -> Tensor:
+        """Every sample by its own statistics, as always; the running statistics move towards
+        the mean of the *present* samples' statistics only (as ``F.instance_norm`` averages
+        all of them)."""
+        assert self.presence is not None
+        outputs = []
+        for m, x_m in enumerate(split_modalities(x, self.num_modalities)):
+            values = x_m.float()
+            mean = values.mean(dim=(2, 3))
+            var = values.var(dim=(2, 3), unbiased=False)
+            present = self.presence[m]
+            if bool(present.any()):
+                count = values.shape[2] * values.shape[3]
+                unbiased = var[present] * (count / (count - 1)) if count > 1 else var[present]
+                self._update_running_stats(
+                    m, mean[present].mean(0).detach(), unbiased.mean(0).detach(), momentum
+                )
+            outputs.append(self._affine(m, values, mean, var).to(x.dtype))
+        return torch.cat(outputs)
 
 
 def _composite_path_needed() -> bool:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cenfusion.nn.ensemble import Ensemble
+from cenfusion.nn.presence import check_presence, presence_context
 from cenfusion.nn.stacking import as_stacked, unstack_modalities
 
 ModelInputs = Mapping[str, Tensor] | Sequence[Tensor] | Tensor
@@ -110,6 +111,7 @@ class StackedModel(nn.Module):
         inputs: ModelInputs,
         output_size: Sequence[int] | None = None,
         stacked: bool = False,
+        present: Tensor | None = None,
     ) -> dict[str, Tensor] | StackedOutputs:
         """Per-modality outputs and the ensemble (in float32 under autocast).
 
@@ -118,11 +120,24 @@ class StackedModel(nn.Module):
         ``stacked``: return :class:`StackedOutputs` instead of the
         ``{modality: (B, ...), ..., "ensemble": (B, ...)}`` dict. A dict with only some of the
         modalities runs :meth:`with_modalities` of those (outputs for the present ones).
+        ``present``: an ``(M, B)`` boolean mask of the modalities each sample has (training
+        with modality dropout, :mod:`cenfusion.nn.presence`): every sample is computed as the
+        model of its present modalities would compute it; the branch outputs of absent rows
+        are left in place and must not be counted by a loss.
         """
         if isinstance(inputs, Mapping) and inputs and set(inputs) < set(self.modalities):
-            present = [m for m in self.modalities if m in inputs]
-            return self.with_modalities(present).forward(inputs, output_size, stacked)
-        branches = self.forward_stacked(self.stack(inputs))
+            if present is not None:
+                raise ValueError("present: give every modality's input with a presence mask")
+            names = [m for m in self.modalities if m in inputs]
+            return self.with_modalities(names).forward(inputs, output_size, stacked)
+        x = self.stack(inputs)
+        if present is not None:
+            present = check_presence(
+                present, self.num_modalities, x.shape[0] // self.num_modalities
+            )
+            present = None if bool(present.all()) else present.to(x.device)
+        with presence_context(self, present):
+            branches = self.forward_stacked(x)
         if branches.dtype in (torch.float16, torch.bfloat16):  # autocast's outputs
             branches = branches.float()
         # resizing and the ensemble stay in float32 under autocast, as the losses expect
@@ -130,7 +145,7 @@ class StackedModel(nn.Module):
             if output_size is not None:
                 size = tuple(output_size)
                 branches = F.interpolate(branches, size=size, mode="bilinear", align_corners=False)
-            outputs = StackedOutputs(branches, self.ensemble(branches))
+            outputs = StackedOutputs(branches, self.ensemble(branches, present))
         return outputs if stacked else outputs.named(self.modalities)
 
 

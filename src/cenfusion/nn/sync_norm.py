@@ -85,6 +85,8 @@ class SyncModalityBatchNorm2d(ModalityBatchNorm2d):
     over the samples of every process; same parameters, buffers and state-dict keys. In one
     process, or in evaluation, it is the plain module."""
 
+    supports_presence = False  # its statistics are all-reduced over every row
+
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or world_size() == 1:
             return super().forward(x)

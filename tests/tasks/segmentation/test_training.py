@@ -51,16 +51,20 @@ def state_of(trainer):
     return {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
 
-def test_resume_after_an_interruption_gives_the_same_final_weights(tiny_config, tmp_path):
-    whole = SEGMENTATION.trainer(tiny_config(f"output_dir={tmp_path / 'whole'}"), progress=False)
+@pytest.mark.parametrize("extra", [[], ["train.modality_dropout=0.5"]])
+def test_resume_after_an_interruption_gives_the_same_final_weights(tiny_config, tmp_path, extra):
+    whole = SEGMENTATION.trainer(
+        tiny_config(f"output_dir={tmp_path / 'whole'}", *extra), progress=False
+    )
     whole.fit()
     interrupted_dir = tmp_path / "interrupted"
     first = tiny_config(
         f"output_dir={interrupted_dir}",
         "optim.stages=[{epochs: 1, encoder_lr: 0.01, decoder_lr: 0.01}]",
+        *extra,
     )
     SEGMENTATION.trainer(first, progress=False).fit()
-    second = tiny_config(f"output_dir={interrupted_dir}")
+    second = tiny_config(f"output_dir={interrupted_dir}", *extra)
     resumed = SEGMENTATION.trainer(second, resume=True, progress=False)
     assert resumed.start_epoch == 1
     resumed.fit()
@@ -194,3 +198,49 @@ def test_training_and_prediction_read_modalities_the_same_way(tiny_config):
     )
     assert folder[0].mean is None  # the folder format takes no presets
     assert (folder[1].name, folder[1].channels, folder[1].scale) == ("thermal", 1, 0.01)
+
+
+def test_with_modality_dropout_a_branch_a_sample_lacks_is_not_counted(tiny_config):
+    config = tiny_config()
+    model = build_model(config)
+    torch.manual_seed(0)
+    logits = torch.randn(6, 10, 8, 10)
+    label = torch.randint(0, 10, (3, 8, 10))
+    label[0, :2] = 255
+    present = torch.tensor([[1, 0, 1], [1, 1, 0]], dtype=torch.bool)
+    stacked = StackedOutputs(logits, model.ensemble(logits, present))
+    total, parts = segmentation_loss(model, stacked, label, config, present=present)
+    # slow reference: pixel sums over the present (modality, sample) pairs, over their count
+    per = logits.unflatten(0, (2, 3))
+    summed, pixels = 0.0, 0
+    for m in range(2):
+        for b in range(3):
+            if present[m, b]:
+                summed += F.cross_entropy(per[m, b : b + 1], label[b : b + 1], ignore_index=255,
+                                          reduction="sum")  # fmt: skip
+                pixels += int((label[b] != 255).sum())
+    assert parts["ce_branches"] == pytest.approx(float(summed / pixels * 2), rel=1e-5)
+    ensemble = F.cross_entropy(stacked.ensemble, label, ignore_index=255)
+    assert parts["ce_ensemble"] == pytest.approx(float(ensemble.detach()), rel=1e-6)
+
+
+def test_modality_dropout_trains_differently_and_is_refused_where_it_cannot_hold(tiny_config):
+    plain = SEGMENTATION.trainer(tiny_config("train.eval_every=0"), progress=False)
+    plain.fit()
+    dropped = SEGMENTATION.trainer(
+        tiny_config("train.eval_every=0", "train.modality_dropout=0.5"), progress=False
+    )
+    dropped.fit()
+    weight = "backbone.conv1.weight"
+    assert not torch.equal(state_of(plain)[weight], state_of(dropped)[weight])
+    for overrides, reason in [
+        (["train.modality_dropout=1.0"], r"\[0, 1\)"),
+        (["train.modality_dropout=0.3", "model.modalities=[rgb]"], "two or more"),
+        (["train.modality_dropout=0.3", "model.fusion=concat", "model.exchange=false",
+          "train.sparsity=none"], "the baselines mix every modality"),
+        (["train.modality_dropout=0.3", "model.private_norms=false", "model.exchange=false",
+          "train.sparsity=none"], "a shared norm"),
+        (["train.modality_dropout=0.3", "train.sync_bn=true"], "train.sync_bn"),
+    ]:  # fmt: skip
+        with pytest.raises(ValueError, match=reason):
+            SEGMENTATION.trainer(tiny_config(*overrides), progress=False)

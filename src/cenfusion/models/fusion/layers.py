@@ -32,6 +32,10 @@ from cenfusion.nn.stacking import modality_view
 class StageFusion(nn.Module):
     """Base class: a fusion layer after one stage; may record an auxiliary loss per forward."""
 
+    # the baselines mix every modality: no per-sample presence (modality dropout is CEN's)
+    presence = None
+    supports_presence = False
+
     def __init__(self, channels: int, num_modalities: int) -> None:
         super().__init__()
         self.channels = channels

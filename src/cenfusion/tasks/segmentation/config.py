@@ -89,6 +89,10 @@ class SegmentationTrainConfig(TrainConfig):
     l1_per_output: bool = False
     # keep the BatchNorm running statistics fixed (the paper's recipe); gamma and beta train
     freeze_bn: bool = False
+    # robustness to a missing camera: each sample loses one random modality with this
+    # probability (never all) and trains as the model of its present modalities would (their
+    # statistics, exchange among them, the ensemble over their alpha); CEN's norms only
+    modality_dropout: float = 0.0
 
 
 @dataclass

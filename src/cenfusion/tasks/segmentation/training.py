@@ -44,7 +44,14 @@ from cenfusion.engine.speed import apply_speed_options, autocast_context
 from cenfusion.models import create_model
 from cenfusion.models.fusion import auxiliary_loss
 from cenfusion.models.segmentation import CENSegmentationModel
-from cenfusion.nn import ModalityNorm, StackedOutputs, l1_term_count, sparsity_penalty
+from cenfusion.nn import (
+    ModalityNorm,
+    StackedOutputs,
+    absent_rows,
+    l1_term_count,
+    sample_presence,
+    sparsity_penalty,
+)
 
 DATA_FORMATS = ("nyudv2", "sunrgbd", "folder")
 
@@ -164,9 +171,13 @@ def segmentation_loss(
     config: Config,
     valid_pixels: float | None = None,
     share: float = 1.0,
+    present: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Sum of the branch and ensemble cross-entropies plus the L1 term (and the alignment
     baseline's MMD loss, ``train.align_weight`` x).
+
+    ``present``: the ``(M, B)`` presence mask the outputs were computed under (modality
+    dropout): the branch of a modality a sample lacks is not counted (its labels are ignored).
 
     ``outputs``: the model's stacked outputs at label size (``model(inputs, label.shape[-2:],
     stacked=True)``). Each cross-entropy is a mean over the labelled pixels of ``label``; with
@@ -179,6 +190,10 @@ def segmentation_loss(
     num = model.num_modalities
     branches_logits, ensemble_logits = outputs
     repeated = label.repeat(num, 1, 1)
+    if present is not None:
+        repeated = repeated.masked_fill(
+            absent_rows(present).to(label.device).view(-1, 1, 1), ignore
+        )
     if valid_pixels is None:
         # one cross-entropy over the stacked branches: mean over M equal parts, times M = sum
         branches = F.cross_entropy(branches_logits, repeated, ignore_index=ignore) * num
@@ -243,6 +258,32 @@ def freeze_batch_norm_statistics(model: nn.Module) -> None:
             module.eval()
 
 
+def check_modality_dropout(config: Config) -> float:
+    """``train.modality_dropout``, checked against what it needs: a probability in [0, 1), at
+    least two modalities, CEN's private norms (no fusion baseline, no shared norm) and one
+    process's own statistics (no ``train.sync_bn``)."""
+    p = config.train.modality_dropout
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"train.modality_dropout: expected a probability in [0, 1), got {p}")
+    if p == 0:
+        return 0.0
+    m = config.model
+    problems = []
+    if len(m.modalities) < 2:
+        problems.append(f"model.modalities has {len(m.modalities)} (it needs two or more)")
+    if m.fusion != "cen":
+        problems.append(f"model.fusion is {m.fusion!r} (the baselines mix every modality)")
+    if not m.private_norms:
+        problems.append("model.private_norms is false (a shared norm mixes the absent rows in)")
+    if config.train.sync_bn:
+        problems.append("train.sync_bn is true (synchronised statistics cover every row)")
+    if problems:
+        raise ValueError(
+            f"train.modality_dropout={p} needs CEN's private norms: " + "; ".join(problems)
+        )
+    return p
+
+
 class SegmentationStep:
     """One optimiser step of a segmentation model over one process's micro-batches."""
 
@@ -259,6 +300,7 @@ class SegmentationStep:
         self.config = config
         self.plan = plan
         self.device = device
+        self.dropout = check_modality_dropout(config)
         # what the forward pass calls: the model under channels_last/DDP/compile as configured
         self.forward = apply_speed_options(
             model, config, wrap=functools.partial(distributed.wrap, device=device)
@@ -300,11 +342,14 @@ class SegmentationStep:
         for index, batch in enumerate(micro_batches):
             label = batch["label"].to(self.device)
             inputs = model_inputs(batch, model.modalities)
+            present = None
+            if self.dropout > 0:
+                present = sample_presence(model.num_modalities, len(label), self.dropout)
             with distributed.sync_gradients(self.forward, index == count - 1):
                 with autocast_context(config.train.precision, self.device):
-                    outputs = self.forward(inputs, label.shape[-2:], stacked=True)
+                    outputs = self.forward(inputs, label.shape[-2:], stacked=True, present=present)
                 loss, parts = segmentation_loss(
-                    model, outputs, label, config, valid_pixels, 1.0 / count
+                    model, outputs, label, config, valid_pixels, 1.0 / count, present
                 )
                 finite = finite and math.isfinite(parts["loss"])
                 loss.backward()
