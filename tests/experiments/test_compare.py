@@ -198,6 +198,10 @@ def test_cells_report_the_held_out_test_split_and_their_convergence(segmentation
     curve = dict(cell["val_curve"])
     assert cell["last_quarter_gain"] == pytest.approx(curve[2] - curve[1])
     assert "on the held-out test split" in (tmp_path / "results.md").read_text()
+    # CEN also runs with one modality alone: scored on the test split as that model
+    alone = cell["test_single_modality"]
+    assert set(alone) == {"rgb", "depth"} and set(alone["rgb"]) == {"rgb", "ensemble"}
+    assert alone["rgb"]["ensemble"]["mean_iou"] == alone["rgb"]["rgb"]["mean_iou"]
     # every epoch's training record, without its validation scores, for plots over training
     assert [record["epoch"] for record in cell["epochs"]] == [1, 2]
     assert "val" not in cell["epochs"][0] and "l1" in cell["epochs"][0]

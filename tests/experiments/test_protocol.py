@@ -37,7 +37,7 @@ def write_protocol(tmp_path, config, **changes):
                 "other_seeds": 2,
             },
             "ablations": {
-                "methods": ["private-bn", "private-bn-l1"],
+                "methods": ["private-bn", "private-bn-l1", "cen-modality-dropout"],
                 "setting_from": "cen",
                 "seeds": 2,
             },
@@ -59,6 +59,12 @@ def finish(protocol, cell, value, status="ok"):
             {"epoch": 1, "penalised_below_theta": {"a": [0.0, 0.0], "b": [0.0, 0.0]}},
             {"epoch": 2, "penalised_below_theta": {"a": [0.5, 0.25], "b": [1.0, 0.0]}},
         ]
+    if cell.method in ("cen", "cen-modality-dropout"):  # scored with one modality alone
+        alone = 0.1 if cell.method == "cen" else 0.2
+        result.test_single_modality = {
+            name: {"ensemble": {"mean_iou": alone + (name == "depth") * 0.1}}
+            for name in ("rgb", "depth")
+        }
     if cell.method == "private-bn-l1":  # Theorem 1's monitor
         check = {"collapsed_fraction": 0.2, "predicted_probability": 0.3}
         result.epochs = [{"epoch": 1}, {"epoch": 2, "theorem1": check}]
@@ -155,8 +161,8 @@ def test_seeds_of_the_chosen_settings_come_seed_major_after_every_tuning_run(
     text = format_protocol(protocol, report)
     assert "| concat | method | `concat-early` `lra` | 50.00 | **best** |" in text
     assert (
-        "| ablations | — | private-bn, private-bn-l1 | — | setting of `cen`: `lam1e-2_lra` |"
-        in text
+        "| ablations | — | private-bn, private-bn-l1, cen-modality-dropout | — | setting of "
+        "`cen`: `lam1e-2_lra` |" in text
     )
     assert "## Where CEN stands" in text and "0 run(s) are missing" in text
     # the exchange of every CEN run, tuning runs included; exchange against none per branch;
@@ -172,6 +178,11 @@ def test_seeds_of_the_chosen_settings_come_seed_major_after_every_tuning_run(
     figures = sorted(p.name for p in (tmp_path / "results" / "exchange").iterdir())
     assert figures == ["lam1e-1_lra_cen.png", "lam1e-2_lra_cen.png", "lam1e-2_lrb_cen.png"]
     assert "| `private-bn-l1` | 2 | 20.0 % ± 0.0 | 30.0 % ± 0.0 |" in text
+    # a camera missing: CEN and its robust variant with one modality alone, beside each alone
+    assert "| method | all present | rgb only | depth only |" in text
+    assert "| `unimodal-rgb` | — | 40.50 ± 120.71 | — |" in text  # seeds 0, 1: 50, 31
+    assert "| `cen` | 37.67 ± 26.56 | 10.00 ± 0.00 | 20.00 ± 0.00 |" in text  # 50, 31, 32
+    assert "- `cen-modality-dropout` minus `cen`, rgb only: +10.00 ± 0.00 (2 paired seeds)" in text
 
 
 def test_run_trains_the_missing_cells_with_the_commands_it_records(segmentation_yaml, tmp_path):

@@ -51,3 +51,16 @@ def test_each_method_is_the_base_config_with_its_overrides(name, expected):
     for key, value in expected.items():
         section = config.train if key == "sparsity" else config.model
         assert getattr(section, key) == value, key
+
+
+def test_the_robustness_variant_is_cen_with_modality_dropout_and_needs_the_task_to_have_it():
+    (variant,) = resolve_variants(["cen-modality-dropout"], ["rgb", "depth"])
+    assert (
+        "train.modality_dropout=0.3" in variant.overrides
+        and "model.fusion=cen" in variant.overrides
+    )
+    assert "cen-modality-dropout" not in [
+        v.name for v in resolve_variants(["all"], ["rgb", "depth"])
+    ]
+    with pytest.raises(ValueError, match="needs train.modality_dropout"):
+        resolve_variants(["cen-modality-dropout"], ["texture", "shade"], False, False)

@@ -217,7 +217,9 @@ class Protocol:
         seen: dict[str, str] = {}
         for family in self.families.values():
             try:
-                resolve_variants(family.methods, self.modalities, task.backbone_ablations)
+                resolve_variants(
+                    family.methods, self.modalities, task.backbone_ablations, task.modality_dropout
+                )
             except ValueError as error:
                 raise ValueError(f"{self.path}: family {family.name!r}: {error}") from None
             for method in family.methods:
@@ -437,7 +439,9 @@ class Protocol:
             assert choice.setting is not None
             variants = {
                 v.name: v
-                for v in resolve_variants(family.methods, modalities, task.backbone_ablations)
+                for v in resolve_variants(
+                    family.methods, modalities, task.backbone_ablations, task.modality_dropout
+                )
             }
             for method in family.methods:
                 seeds = family.seeds if method == choice.method else family.other_seeds
@@ -529,7 +533,8 @@ def format_protocol(protocol: Protocol, report: dict[str, Any]) -> str:
         body = format_markdown(report["table"])
         lines += ["## The chosen settings, paired seeds", ""]
         lines += body.split("\n", 2)[2].splitlines()  # drop format_markdown's own title
-        lines += ["", *_branch_lines(report), *_theorem_lines(report)]
+        lines += ["", *_branch_lines(report), *_robustness_lines(report)]
+        lines += _theorem_lines(report)
     else:
         lines += ["No family has finished tuning yet.", ""]
     return "\n".join(lines).rstrip() + "\n"
@@ -617,6 +622,73 @@ def _branch_lines(report: dict[str, Any]) -> list[str]:
         if difference is not None:
             lines.append(f"- {output}: {_interval_text(difference, scale)}")
     return [*lines, ""]
+
+
+def _robustness_lines(report: dict[str, Any]) -> list[str]:
+    """A camera missing: each model that runs on a subset, scored on the test split with every
+    modality and with one alone, beside each modality's own model; and what training for it
+    (``cen-modality-dropout``) costs CEN with everything present."""
+    table = report["table"]
+    comparison = get_task(table["task"]).comparison
+    key, scale, digits = (
+        comparison.headline.key,
+        comparison.headline.scale,
+        comparison.headline.digits,
+    )
+    modalities = table["modalities"]
+    rows: dict[str, dict[str, dict[int, float]]] = {}
+    for cell in table["cells"]:
+        if cell.get("status") != "ok":
+            continue
+        seed, scores = int(cell["seed"]), reported_scores(cell)
+        method = cell["method"]
+        single = cell.get("test_single_modality") or {}
+        if single:
+            columns = rows.setdefault(method, {})
+            columns.setdefault("all", {})[seed] = float(scores["ensemble"][key])
+            for name, outputs in single.items():
+                columns.setdefault(name, {})[seed] = float(outputs["ensemble"][key])
+        elif method.startswith("unimodal-") and method.removeprefix("unimodal-") in modalities:
+            name = method.removeprefix("unimodal-")
+            rows.setdefault(method, {}).setdefault(name, {})[seed] = float(scores["ensemble"][key])
+    if not any(len(columns) > 1 for columns in rows.values()):
+        return []
+    lines = [
+        "## A camera missing",
+        "",
+        f"Test {comparison.headline.label} of the ensemble with every modality present and with "
+        "one modality alone (the model of that modality's rows: `with_modalities`), beside "
+        "each modality's own model; mean ± half width of the 95 % interval over the seeds.",
+        "",
+        "| method | all present | " + " | ".join(f"{m} only" for m in modalities) + " |",
+        "|---|---|" + "---|" * len(modalities),
+    ]
+
+    def shown(values: dict[int, float] | None) -> str:
+        if not values:
+            return "—"
+        interval = mean_interval(list(values.values()))
+        text = f"{interval.mean * scale:.{digits}f}"
+        if interval.half_width is not None:
+            text += f" ± {interval.half_width * scale:.{digits}f}"
+        return text
+
+    for method, columns in rows.items():
+        values = [shown(columns.get("all")), *(shown(columns.get(m)) for m in modalities)]
+        lines.append(f"| `{method}` | " + " | ".join(values) + " |")
+    lines.append("")
+    robust, plain = rows.get("cen-modality-dropout"), rows.get("cen")
+    if robust and plain:
+        for column in ["all", *modalities]:
+            difference = paired_difference(robust.get(column, {}), plain.get(column, {}))
+            if difference is not None:
+                label = "everything present" if column == "all" else f"{column} only"
+                lines.append(
+                    f"- `cen-modality-dropout` minus `cen`, {label}: "
+                    f"{_interval_text(difference, scale)}"
+                )
+        lines.append("")
+    return lines
 
 
 def _interval_text(interval: Interval, scale: float) -> str:

@@ -59,6 +59,9 @@ class CellResult:
     command: str = ""
     # where it trained (CPU model and capability, threads, torch, date)
     machine: dict[str, Any] = field(default_factory=dict)
+    # with every modality but one missing: {present modality: scores on the test split}, for
+    # the models that run on a subset (CEN and its ablations; not the fusion baselines)
+    test_single_modality: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     # each epoch's training record without its validation scores: losses, alpha, and for CEN
     # the exchange monitors (``penalised_below_theta``: the share of each site's penalised
     # channels below theta, per modality), to plot the exchange over training
@@ -89,7 +92,9 @@ class Comparison:
     def variants(self) -> list[Variant]:
         base = self.base_config()
         task = get_task(base.task)
-        return resolve_variants(self.methods, base.model.modalities, task.backbone_ablations)
+        return resolve_variants(
+            self.methods, base.model.modalities, task.backbone_ablations, task.modality_dropout
+        )
 
     def directory(self) -> Path:
         if self.output_dir is not None:
@@ -254,6 +259,7 @@ def train_cell(config: Config, method: str, seed: int) -> CellResult:
                 test = task.build_datasets(config, ("test",))["test"]
                 scores = task.evaluate(trainer.model, test, config, progress=False)
                 result.test_scores = {name: s.as_dict() for name, s in scores.items()}
+                result.test_single_modality = single_modality_scores(trainer.model, test, config)
         except NonFiniteLossError as error:
             result.status, result.error = "diverged", str(error)
         except Exception as error:  # a crashing method is a result of the comparison, too
@@ -261,6 +267,24 @@ def train_cell(config: Config, method: str, seed: int) -> CellResult:
         if result.status != "ok":
             print(f"{method} seed {seed}: {result.status}: {result.error}")
     return result
+
+
+def single_modality_scores(model: Any, dataset: Any, config: Config) -> dict[str, dict]:
+    """``{modality: {output: scores}}`` of the model with only that modality present (a
+    camera missing), on ``dataset``; empty for one modality or a model that needs them all."""
+    modalities = list(getattr(model, "modalities", ()))
+    if len(modalities) < 2 or not hasattr(model, "with_modalities"):
+        return {}
+    task = get_task(config.task)
+    found = {}
+    for name in modalities:
+        try:
+            alone = model.with_modalities([name])
+        except ValueError:  # the fusion baselines mix every modality
+            return {}
+        scores = task.evaluate(alone, dataset, config, progress=False)
+        found[name] = {output: s.as_dict() for output, s in scores.items()}
+    return found
 
 
 def validation_curve(history: list[dict[str, Any]], metric: str) -> list[list[float]]:

@@ -11,6 +11,8 @@ method trains with the same data, schedule, budget and seed. Names:
 - the paper's ablation rows (segmentation): ``unshared-convs``, ``shared-bn``, ``private-bn``,
   ``private-bn-l1`` (disjoint half L1, no exchange), ``cen`` (+ exchange), ``cen-l1-all``
   (L1 on all channels + exchange).
+- ``cen-modality-dropout`` (segmentation): CEN trained with ``train.modality_dropout: 0.3``,
+  for robustness to a missing camera.
 
 Groups: ``baselines`` (unimodal and every baseline at every stage), ``ablations`` (the six
 rows), ``all`` (both).
@@ -40,6 +42,7 @@ class Variant:
     description: str
     overrides: tuple[str, ...]
     backbone_ablation: bool = False  # a switch of the segmentation backbone
+    modality_dropout: bool = False  # needs the task's train.modality_dropout
 
     def fusion_stages(self) -> str:
         """The stage part of a baseline's name (``""`` for the others)."""
@@ -83,6 +86,17 @@ FIXED_VARIANTS: dict[str, Variant] = {
         ("model.exchange=true", "train.sparsity=all"),
         backbone_ablation=True,
     ),
+    "cen-modality-dropout": Variant(
+        "cen-modality-dropout",
+        "CEN trained with a random modality missing from 30 % of the samples",
+        (
+            "model.fusion=cen",
+            "model.exchange=true",
+            "train.sparsity=disjoint",
+            "train.modality_dropout=0.3",
+        ),  # fmt: skip
+        modality_dropout=True,
+    ),
 }
 ABLATIONS = ("unshared-convs", "shared-bn", "private-bn", "private-bn-l1", "cen", "cen-l1-all")
 
@@ -113,10 +127,14 @@ def _unimodal(modality: str) -> Variant:
 
 
 def resolve_variants(
-    names: Sequence[str], modalities: Sequence[str], backbone_ablations: bool = True
+    names: Sequence[str],
+    modalities: Sequence[str],
+    backbone_ablations: bool = True,
+    modality_dropout: bool = True,
 ) -> list[Variant]:
-    """Expand groups and ``unimodal``; refuse unknown names, and the backbone ablations when
-    the task has no such backbone (``backbone_ablations=False``: translation)."""
+    """Expand groups and ``unimodal``; refuse unknown names, the backbone ablations when the
+    task has no such backbone (``backbone_ablations=False``: translation) and the variants that
+    need ``train.modality_dropout`` when the task has none."""
     groups = {
         "all": ["cen", "unimodal", *baseline_names(), *ABLATIONS],
         "baselines": ["unimodal", *baseline_names()],
@@ -144,5 +162,7 @@ def resolve_variants(
             if name in names:
                 raise ValueError(f"method {name!r} is an ablation of the segmentation backbone")
             continue  # a group brought it in: skip it quietly
+        if variant.modality_dropout and not modality_dropout:
+            raise ValueError(f"method {name!r} needs train.modality_dropout, which this task lacks")
         variants.append(variant)
     return variants

@@ -89,6 +89,8 @@ class Task:
     comparison: ComparisonMetrics
     #: whether the backbone ablations of :mod:`cenfusion.experiments.variants` apply
     backbone_ablations: bool = False
+    #: whether its training has ``train.modality_dropout`` (a comparison's robustness variant)
+    modality_dropout: bool = False
     #: the module that reads and writes the public code's checkpoints of this task
     #: (``recognises_official``, ``import_official``, ``export_official``)
     public_code: ModuleType

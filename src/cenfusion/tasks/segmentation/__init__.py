@@ -58,6 +58,7 @@ class SegmentationTask(Task):
         unit=" mIoU points",
     )
     backbone_ablations = True
+    modality_dropout = True
     public_code = official
 
     def build_model(self, config: Config) -> nn.Module:
