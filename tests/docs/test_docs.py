@@ -11,11 +11,14 @@ runs, and each ``# {...}`` line must be the value of the expression above it.
 from __future__ import annotations
 
 import ast
+import json
 import re
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from cenfusion.cli import build_parser, main
 from cenfusion.config import Config, load_config, registered_tasks
@@ -117,8 +120,12 @@ def test_the_quick_start_runs(tmp_path, monkeypatch):
     assert (out / "000601.png").is_file() and (out / "gammas.png").stat().st_size > 10_000
 
 
+RGB_THERMAL = "4. RGB + thermal, step by step"
+
+
 def test_the_own_modalities_guide_runs(tmp_path, monkeypatch):
-    argvs = commands(ROOT / "docs" / "own_modalities.md")
+    page = ROOT / "docs" / "own_modalities.md"
+    argvs = [a for a in commands(page) if a not in commands(page, RGB_THERMAL)]
     assert [a[0] for a in argvs] == ["synth", "train", "evaluate", "predict", "inspect"]
     run_as_written(argvs, tmp_path, monkeypatch)
     out = tmp_path / "runs" / "folder_rgb_depth_normal"
@@ -126,6 +133,41 @@ def test_the_own_modalities_guide_runs(tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "data" / "my-scenes").iterdir()) == [
         "depth", "label", "meta.json", "normal", "rgb", "train.txt", "val.txt",
     ]  # fmt: skip
+
+
+def test_the_rgb_thermal_guide_runs_on_data_in_mfnets_layout(tmp_path, monkeypatch):
+    """A small made-up data set laid out like MFNet's (4-channel PNGs, labels 0..8, split
+    lists): the guide's snippet converts it, then its commands train and score it."""
+    source = tmp_path / "data" / "MFNet"
+    (source / "images").mkdir(parents=True)
+    (source / "labels").mkdir()
+    rng = np.random.default_rng(0)
+    names = {"train": ["00001D", "00002N", "00003D"], "val": ["00004N"], "test": ["00005D"]}
+    for split, ids in names.items():
+        (source / f"{split}.txt").write_text("\n".join(ids) + "\n")
+        for sample in ids:
+            image = rng.integers(0, 256, (48, 64, 4), dtype=np.uint8)
+            Image.fromarray(image, mode="RGBA").save(source / "images" / f"{sample}.png")
+            label = rng.integers(0, 9, (48, 64), dtype=np.uint8)
+            Image.fromarray(label).save(source / "labels" / f"{sample}.png")
+    page = ROOT / "docs" / "own_modalities.md"
+    (snippet,) = blocks(page, "python")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(snippet, "own_modalities.md python block", "exec"), {})
+    target = tmp_path / "data" / "my-rgbt"
+    assert np.asarray(Image.open(target / "thermal" / "00002N.png")).shape == (48, 64)
+    assert np.array_equal(
+        np.asarray(Image.open(target / "rgb" / "00002N.png")),
+        np.asarray(Image.open(source / "images" / "00002N.png"))[..., :3],
+    )
+    argvs = commands(page, RGB_THERMAL)
+    assert [a[0] for a in argvs] == ["train", "evaluate", "evaluate", "train", "evaluate"]
+    run_as_written(argvs, tmp_path, monkeypatch)
+    assert (tmp_path / "runs" / "folder_rgb_thermal_robust" / "last.pt").is_file()
+    scores = json.loads(
+        (tmp_path / "runs" / "folder_rgb_thermal_robust" / "scores_test.json").read_text()
+    )
+    assert set(scores) == {"thermal", "ensemble"}  # the last command: thermal alone
 
 
 @pytest.mark.parametrize("index", range(len(blocks(ROOT / "README.md", "python"))))

@@ -46,6 +46,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # `--drop depth train.x=1`: the list option swallowed the overrides that followed it
+    args.overrides += [t for t in args.drop if "=" in t]
+    args.drop = [t for t in args.drop if "=" not in t]
     config = load_config(args.config, args.overrides)
     task = get_task(config.task)
     options = EvaluateOptions(
