@@ -1,17 +1,19 @@
-"""``cenfusion prepare nyudv2 --labeled nyu_depth_v2_labeled.mat --splits splits.mat
---mapping classMapping40.mat OUT``: a real data set from its official files.
+"""``cenfusion prepare nyudv2|sunrgbd OUT ...``: a real data set from its official files.
 
-Writes the layout ``data.format: nyudv2`` reads (see :mod:`cenfusion.data.prepare.nyudv2`):
-RGB, 16-bit depth (metres x 5000), 40-class masks and the public code's ``train.txt`` (795
-images) and ``val.txt`` (654) from the official split. Needs the ``prepare`` extra (h5py and
-SciPy).
+``nyudv2 --labeled nyu_depth_v2_labeled.mat --splits splits.mat --mapping classMapping40.mat``
+writes the layout ``data.format: nyudv2`` reads (:mod:`cenfusion.data.prepare.nyudv2`): RGB,
+16-bit depth (metres x 5000), 40-class masks and the public code's ``train.txt`` (795 images)
+and ``val.txt`` (654). ``sunrgbd --sunrgbd SUNRGBD --toolbox SUNRGBDtoolbox`` writes the
+layout ``data.format: sunrgbd`` reads (:mod:`cenfusion.data.prepare.sunrgbd`): the JPEGs,
+16-bit depth in millimetres, 37-class masks, ``train.txt`` (5285) and ``test.txt`` (5050).
+Both need the ``prepare`` extra (h5py and SciPy).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from cenfusion.data.prepare import prepare_nyudv2
+from cenfusion.data.prepare import prepare_nyudv2, prepare_sunrgbd
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +39,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     nyudv2.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     nyudv2.set_defaults(func=run_nyudv2)
+    sunrgbd = datasets.add_parser(
+        "sunrgbd", help="SUN RGB-D from the extracted SUNRGBD and SUNRGBDtoolbox folders"
+    )
+    sunrgbd.add_argument("out", help="output folder (new, or empty)")
+    sunrgbd.add_argument(
+        "--sunrgbd", required=True, help="the extracted SUNRGBD folder (kv1, kv2, realsense, xtion)"
+    )
+    sunrgbd.add_argument(
+        "--toolbox",
+        required=True,
+        help="the extracted SUNRGBDtoolbox folder (Metadata/, traintestSUNRGBD/)",
+    )
+    sunrgbd.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    sunrgbd.set_defaults(func=run_sunrgbd)
 
 
 def run_nyudv2(args: argparse.Namespace) -> int:
@@ -52,4 +68,11 @@ def run_nyudv2(args: argparse.Namespace) -> int:
     print(result.summary())
     if args.classes != 40:
         print("raw classes: train with model.num_classes=894 data.ignore_index=65535")
+    return 0
+
+
+def run_sunrgbd(args: argparse.Namespace) -> int:
+    result = prepare_sunrgbd(args.sunrgbd, args.toolbox, args.out, progress=not args.no_progress)
+    print(result.summary())
+    print(f"train with: cenfusion train sunrgbd_refinenet101 data.root={args.out}")
     return 0

@@ -27,7 +27,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,33 +36,18 @@ from tqdm import tqdm
 from cenfusion.data.hha import NYUDV2_KINECT
 from cenfusion.data.hha import hha as hha_encoding
 from cenfusion.data.io import write_png
+from cenfusion.data.prepare.common import (
+    PreparedSplits,
+    loadmat_file,
+    mat_readers,
+    parent_folder,
+    publish,
+    require_file,
+    variable_names,
+)
 
 DEPTH_SCALE = 5000  # stored value = metres x 5000, the loader's default data.depth_scale
 NUM_RAW_CLASSES = 894
-PREPARE_EXTRA = "pip install 'cenfusion[prepare]' (h5py and SciPy)"
-
-
-@dataclass
-class PreparedSplits:
-    """What was written: the output folder, sample counts and pixels per class."""
-
-    root: Path
-    train: int
-    val: int
-    class_pixels: dict[int, int] = field(default_factory=dict)
-    unlabelled_pixels: int = 0
-
-    def summary(self) -> str:
-        total = sum(self.class_pixels.values()) + self.unlabelled_pixels
-        lines = [
-            f"wrote {self.train} train + {self.val} val NYUDv2 samples to {self.root}",
-            f"labelled pixels: {1 - self.unlabelled_pixels / max(total, 1):.1%}",
-            "pixels per class (class: share of labelled pixels):",
-        ]
-        labelled = max(sum(self.class_pixels.values()), 1)
-        shares = [f"{k}: {v / labelled:.2%}" for k, v in sorted(self.class_pixels.items())]
-        lines += ["  " + ", ".join(shares[i : i + 8]) for i in range(0, len(shares), 8)]
-        return "\n".join(lines)
 
 
 def prepare_nyudv2(
@@ -85,14 +69,14 @@ def prepare_nyudv2(
         raise ValueError(f"--classes: expected 40 or {NUM_RAW_CLASSES}, got {classes}")
     if classes == 40 and mapping is None:
         raise ValueError("--mapping classMapping40.mat is needed for 40 classes (or --classes 894)")
-    h5py, loadmat = _readers()
+    h5py, loadmat = mat_readers()
     output = Path(output)
     if output.exists() and any(output.iterdir()):
         raise FileExistsError(f"output folder {str(output)!r} exists and is not empty")
     train_ids, val_ids = read_splits(splits, loadmat)
     to_class = _class_map(mapping, loadmat) if classes == 40 else _raw_classes
     labeled = Path(labeled)
-    _require_file(labeled, "--labeled")
+    require_file(labeled, "--labeled")
     try:
         handle = h5py.File(labeled, "r")
     except OSError as error:
@@ -108,7 +92,9 @@ def prepare_nyudv2(
                 f"--splits {str(splits)!r}: index {outside[0]} is outside 1..{count}, the samples "
                 f"of {labeled.name}"
             )
-        staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=_parent(output)))
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=parent_folder(output))
+        )
         try:
             result = _write(
                 staging,
@@ -122,7 +108,7 @@ def prepare_nyudv2(
                 progress,
                 hha,
             )
-            _publish(staging, output)
+            publish(staging, output)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -132,11 +118,11 @@ def prepare_nyudv2(
 
 def read_splits(path: str | os.PathLike[str], loadmat: Callable) -> tuple[list[int], list[int]]:
     """The 1-based train and test indices of ``splits.mat``, ascending."""
-    data = _loadmat(path, "--splits", loadmat)
+    data = loadmat_file(path, "--splits", loadmat)
     missing = [key for key in ("trainNdxs", "testNdxs") if key not in data]
     if missing:
         raise ValueError(
-            f"--splits {str(path)!r} has no {missing[0]!r} (variables: {_names(data)})"
+            f"--splits {str(path)!r} has no {missing[0]!r} (variables: {variable_names(data)})"
         )
     train, test = (
         sorted(int(i) for i in np.asarray(data[k]).ravel()) for k in ("trainNdxs", "testNdxs")
@@ -147,42 +133,15 @@ def read_splits(path: str | os.PathLike[str], loadmat: Callable) -> tuple[list[i
     return train, test
 
 
-def _readers() -> tuple[Any, Callable]:
-    try:
-        import h5py
-        from scipy.io import loadmat
-    except ImportError as error:
-        raise RuntimeError(
-            f"cenfusion prepare needs h5py and SciPy: {PREPARE_EXTRA} ({error})"
-        ) from None
-    return h5py, loadmat
-
-
-def _require_file(path: Path, flag: str) -> None:
-    if not path.is_file():
-        raise FileNotFoundError(f"{flag} {str(path)!r} does not exist")
-
-
-def _loadmat(path: str | os.PathLike[str], flag: str, loadmat: Callable) -> dict[str, Any]:
-    path = Path(path)
-    _require_file(path, flag)
-    try:
-        return loadmat(str(path))
-    except (ValueError, NotImplementedError, TypeError) as error:
-        raise ValueError(f"{flag} {str(path)!r} is not a MATLAB v5 file: {error}") from None
-
-
-def _names(data: dict[str, Any]) -> list[str]:
-    return sorted(k for k in data if not k.startswith("__"))
-
-
 def _class_map(
     path: str | os.PathLike[str], loadmat: Callable
 ) -> Callable[[np.ndarray], np.ndarray]:
     """raw (0..894) -> 0..39, 255 for unlabelled, from ``mapClass``."""
-    data = _loadmat(path, "--mapping", loadmat)
+    data = loadmat_file(path, "--mapping", loadmat)
     if "mapClass" not in data:
-        raise ValueError(f"--mapping {str(path)!r} has no 'mapClass' (variables: {_names(data)})")
+        raise ValueError(
+            f"--mapping {str(path)!r} has no 'mapClass' (variables: {variable_names(data)})"
+        )
     mapped = np.asarray(data["mapClass"]).ravel().astype(np.int64)
     if mapped.size != NUM_RAW_CLASSES or mapped.min() < 0 or mapped.max() > 40:
         raise ValueError(
@@ -273,16 +232,3 @@ def _write(
     }
     (root / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return result
-
-
-def _parent(output: Path) -> Path:
-    parent = output.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    return parent
-
-
-def _publish(staging: Path, output: Path) -> None:
-    """Move the finished folder into place (an empty existing ``output`` is replaced)."""
-    if output.exists():
-        output.rmdir()
-    os.replace(staging, output)
