@@ -37,7 +37,7 @@ BELOW = {
         "compat",
     },  # fmt: skip
     "experiments": {"nn", "config", "models", "engine", "tasks"},
-    "export": {"tasks", "models"},
+    "export": {"tasks", "models", "engine"},
     "docgen": {"config", "models", ""},
     "cli": {
         "",

@@ -6,6 +6,12 @@ each, as many channels as the model's stem) and returns one output per modality 
 any batch size, and any height and width that are multiples of the model's ``size_multiple``
 (32 for a segmentation ResNet, ``2**num_downs`` for the translation U-Net). Exchange decisions
 are baked in: they depend on the trained scaling factors only, not on the input.
+
+``speed="fast"`` bakes this host's inference choice (:func:`cenfusion.engine.speed.
+choose_settings`) into a TorchScript file: traced under bf16 autocast with channels_last
+weights where the host has bf16 hardware (the file then runs in bf16 wherever it is loaded;
+its outputs stay float32), the fp32 trace elsewhere. ONNX files stay fp32: an ONNX runtime
+picks its own precision.
 """
 
 from __future__ import annotations
@@ -16,6 +22,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from cenfusion.engine.speed import (
+    SPEEDS,
+    Accelerated,
+    SpeedSettings,
+    choose_settings,
+    host_capabilities,
+)
 from cenfusion.models.backbones.pretrained import torchvision_state
 from cenfusion.tasks import load_trained
 
@@ -103,13 +116,25 @@ def export_torchscript(
     path: str | Path,
     size: tuple[int, int] | None = None,
     input_channels: Sequence[int] | None = None,
+    settings: SpeedSettings | None = None,
 ) -> Path:
-    """Write ``model`` as a traced TorchScript module (shapes stay symbolic in the trace)."""
+    """Write ``model`` as a traced TorchScript module (shapes stay symbolic in the trace);
+    under ``settings`` (bf16 autocast, channels_last) when given."""
     wrapper, size, _, path = _prepare(model, path, size, input_channels)
+    traced_module: nn.Module = wrapper
+    if settings is not None and _changes_anything(settings):
+        if settings.compile:
+            raise ValueError("export: torch.compile cannot be baked into a TorchScript file")
+        traced_module = Accelerated(wrapper, settings, torch.device("cpu")).eval()
     with torch.no_grad():
-        traced = torch.jit.trace(wrapper, example_inputs(wrapper, size), check_trace=False)
+        traced = torch.jit.trace(traced_module, example_inputs(wrapper, size), check_trace=False)
     traced.save(str(path))
     return path
+
+
+def _changes_anything(settings: SpeedSettings) -> bool:
+    """Whether ``settings`` differ from the plain fp32 path (whatever their reason says)."""
+    return (settings.precision, settings.channels_last, settings.compile) != ("fp32", False, False)
 
 
 def _prepare(
@@ -130,16 +155,30 @@ def _prepare(
 
 
 def export_checkpoint(
-    checkpoint: str | Path, output: str | Path, fmt: str, size: tuple[int, int] | None = None
-) -> Path:
-    """``cenfusion export``: rebuild a checkpoint's model and write it as ``fmt``."""
+    checkpoint: str | Path,
+    output: str | Path,
+    fmt: str,
+    size: tuple[int, int] | None = None,
+    speed: str = "exact",
+) -> tuple[Path, SpeedSettings]:
+    """``cenfusion export``: rebuild a checkpoint's model and write it as ``fmt``, at ``speed``
+    (see the module docstring); returns the path and the settings baked in."""
     if fmt not in FORMATS:
         raise ValueError(f"--format: expected one of {FORMATS}, got {fmt!r}")
+    if speed not in SPEEDS:
+        raise ValueError(f"--speed: expected one of {SPEEDS}, got {speed!r}")
+    settings = choose_settings("inference", speed, host_capabilities("cpu"))
+    if _changes_anything(settings) and fmt != "torchscript":
+        raise ValueError(
+            f"--speed fast with --format {fmt}: this host's choice ({settings.describe()}) can "
+            "only be baked into --format torchscript; ONNX and the trunk stay fp32"
+        )
     _, model, _ = load_trained(checkpoint)
     if fmt == "backbone":
-        return export_backbone(model, output)
-    writer = export_onnx if fmt == "onnx" else export_torchscript
-    return writer(model.eval(), output, size)
+        return export_backbone(model, output), settings
+    if fmt == "onnx":
+        return export_onnx(model.eval(), output, size), settings
+    return export_torchscript(model.eval(), output, size, settings=settings), settings
 
 
 def export_backbone(model: nn.Module, output: str | Path, modality: int = 0) -> Path:

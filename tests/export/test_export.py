@@ -147,3 +147,48 @@ def test_a_trained_trunk_starts_another_run_as_model_pretrained(segmentation_con
                 torch.testing.assert_close(row, source[0], msg=key)
         else:
             torch.testing.assert_close(value, source, msg=key)
+
+
+def test_a_fast_torchscript_file_carries_the_bf16_choice_and_stays_close(
+    segmentation_checkpoint, tmp_path
+):
+    from cenfusion.engine.speed import SpeedSettings
+    from cenfusion.export import export_torchscript
+
+    _, model, _ = load_trained(segmentation_checkpoint)
+    path = export_torchscript(
+        model.eval(), tmp_path / "fast.pt", settings=SpeedSettings("bf16", True)
+    )
+    scripted = torch.jit.load(str(path))
+    rgb, depth = inputs_of(2, 64, 96, seed=2)
+    with torch.no_grad():
+        exported = scripted(rgb, depth)
+    for ours, theirs in zip(
+        reference_outputs(segmentation_checkpoint, (rgb, depth)), exported, strict=True
+    ):
+        assert theirs.dtype == torch.float32
+        # bf16 arithmetic shows (an fp32 trace agrees to about 1e-7), within bf16's tolerance
+        assert 1e-4 < float((theirs - ours).norm() / ours.norm()) < 5e-2
+
+
+def test_export_speed_follows_the_host_and_refuses_bf16_outside_torchscript(
+    segmentation_checkpoint, tmp_path, monkeypatch, capsys
+):
+    from cenfusion import export as export_module
+    from cenfusion.engine.speed import HostCapabilities
+
+    monkeypatch.setattr(export_module, "host_capabilities",
+                        lambda device: HostCapabilities("cpu", True, False, "AVX512"))  # fmt: skip
+    with pytest.raises(ValueError, match="only be baked into --format torchscript"):
+        export_module.export_checkpoint(
+            segmentation_checkpoint, tmp_path / "m.onnx", "onnx", speed="fast"
+        )
+    args = ["export", str(segmentation_checkpoint), "--format", "torchscript", "--speed", "fast"]
+    assert main([*args, "-o", str(tmp_path / "m.pt")]) == 0
+    assert "speed fast: bf16 + channels_last" in capsys.readouterr().out
+    monkeypatch.setattr(export_module, "host_capabilities",
+                        lambda device: HostCapabilities("cpu", False, False, "AVX2"))  # fmt: skip
+    _, settings = export_module.export_checkpoint(
+        segmentation_checkpoint, tmp_path / "m2.onnx", "backbone", speed="fast"
+    )
+    assert settings.precision == "fp32"  # no bf16 hardware: fast is the fp32 file

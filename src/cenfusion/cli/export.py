@@ -34,12 +34,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar=("H", "W"),
         help="height and width of the example input used to trace (the result is dynamic)",
     )
+    parser.add_argument(
+        "--speed",
+        choices=("exact", "fast"),
+        default="exact",
+        help="fast: bake this host's inference choice into a torchscript file (bf16 autocast + "
+        "channels_last with bf16 hardware, else fp32); onnx and backbone stay fp32",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    path = export_checkpoint(
-        args.checkpoint, args.output, args.format, tuple(args.size) if args.size else None
+    path, settings = export_checkpoint(
+        args.checkpoint,
+        args.output,
+        args.format,
+        tuple(args.size) if args.size else None,
+        args.speed,
     )
     if args.format == "backbone":
         print(f"wrote {path}: the ResNet trunk in torchvision's layout (model.pretrained={path})")
@@ -47,5 +58,6 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"wrote {path} ({args.format}): inputs named after the modalities, outputs "
         "out_<modality> and ensemble"
+        + (f"; speed fast: {settings.describe()}" if args.speed == "fast" else "")
     )
     return 0
