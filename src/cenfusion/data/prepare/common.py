@@ -69,10 +69,26 @@ def variable_names(data: dict[str, Any]) -> list[str]:
     return sorted(k for k in data if not k.startswith("__"))
 
 
-def staging_folder(output: Path) -> Path:
-    """A new temporary folder beside ``output`` (which must be new or empty) to write into."""
+def check_output(output: Path) -> None:
+    """``output`` must be new or empty (checked before any work, and again before writing)."""
     if output.exists() and any(output.iterdir()):
         raise FileExistsError(f"output folder {str(output)!r} exists and is not empty")
+
+
+def open_hdf5(h5py: Any, path: Path, flag: str) -> Any:
+    """An HDF5 (MATLAB v7.3) file opened for reading, or a clear error naming it."""
+    require_file(path, flag)
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise ValueError(
+            f"{flag} {str(path)!r} is not an HDF5 (MATLAB v7.3) file: {error}"
+        ) from None
+
+
+def staging_folder(output: Path) -> Path:
+    """A new temporary folder beside ``output`` (which must be new or empty) to write into."""
+    check_output(output)
     return Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=parent_folder(output)))
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,11 +37,12 @@ from cenfusion.data.hha import hha as hha_encoding
 from cenfusion.data.io import write_png
 from cenfusion.data.prepare.common import (
     PreparedSplits,
+    check_output,
     loadmat_file,
     mat_readers,
-    parent_folder,
+    open_hdf5,
     publish,
-    require_file,
+    staging_folder,
     variable_names,
 )
 
@@ -71,19 +71,11 @@ def prepare_nyudv2(
         raise ValueError("--mapping classMapping40.mat is needed for 40 classes (or --classes 894)")
     h5py, loadmat = mat_readers()
     output = Path(output)
-    if output.exists() and any(output.iterdir()):
-        raise FileExistsError(f"output folder {str(output)!r} exists and is not empty")
+    check_output(output)
     train_ids, val_ids = read_splits(splits, loadmat)
     to_class = _class_map(mapping, loadmat) if classes == 40 else _raw_classes
     labeled = Path(labeled)
-    require_file(labeled, "--labeled")
-    try:
-        handle = h5py.File(labeled, "r")
-    except OSError as error:
-        raise ValueError(
-            f"--labeled {str(labeled)!r} is not an HDF5 (MATLAB v7.3) file: {error}"
-        ) from None
-    with handle:
+    with open_hdf5(h5py, labeled, "--labeled") as handle:
         images, depths, labels = _datasets(handle, labeled)
         count = images.shape[0]
         outside = [i for i in (*train_ids, *val_ids) if not 1 <= i <= count]
@@ -92,9 +84,7 @@ def prepare_nyudv2(
                 f"--splits {str(splits)!r}: index {outside[0]} is outside 1..{count}, the samples "
                 f"of {labeled.name}"
             )
-        staging = Path(
-            tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=parent_folder(output))
-        )
+        staging = staging_folder(output)
         try:
             result = _write(
                 staging,

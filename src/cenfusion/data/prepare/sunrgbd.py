@@ -47,7 +47,9 @@ from tqdm import tqdm
 from cenfusion.data.io import write_png
 from cenfusion.data.prepare.common import (
     PreparedSplits,
+    check_output,
     mat_readers,
+    open_hdf5,
     publish,
     require_file,
     staging_folder,
@@ -102,18 +104,12 @@ def prepare_sunrgbd(
     sunrgbd, toolbox, output = Path(sunrgbd), Path(toolbox), Path(output)
     if not sunrgbd.is_dir():
         raise FileNotFoundError(f"--sunrgbd {str(sunrgbd)!r} is not a folder (the SUNRGBD data)")
+    check_output(output)
     samples = read_meta(toolbox / META, loadmat)
     train, test = read_split(toolbox / SPLITS, loadmat, samples)
     names = read_class_names(toolbox / CLASS_LIST, loadmat)
     labels_path = toolbox / SEGMENTATION
-    require_file(labels_path, "--toolbox")
-    try:
-        handle = h5py.File(labels_path, "r")
-    except OSError as error:
-        raise ValueError(
-            f"{str(labels_path)!r} is not an HDF5 (MATLAB v7.3) file: {error}"
-        ) from None
-    with handle:
+    with open_hdf5(h5py, labels_path, "--toolbox") as handle:
         references = _label_references(handle, labels_path, len(samples))
         staging = staging_folder(output)
         try:
