@@ -5,6 +5,7 @@ is renamed into place only when everything is written."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,6 +85,20 @@ def open_hdf5(h5py: Any, path: Path, flag: str) -> Any:
         raise ValueError(
             f"{flag} {str(path)!r} is not an HDF5 (MATLAB v7.3) file: {error}"
         ) from None
+
+
+def write_staged(output: Path, write: Callable[[Path], PreparedSplits]) -> PreparedSplits:
+    """``write(folder)`` into a temporary folder beside ``output``, then renamed to ``output``;
+    on any failure the temporary folder is removed and ``output`` is left as it was."""
+    staging = staging_folder(output)
+    try:
+        result = write(staging)
+        publish(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    result.root = output
+    return result
 
 
 def staging_folder(output: Path) -> Path:

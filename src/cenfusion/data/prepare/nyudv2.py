@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,9 +40,8 @@ from cenfusion.data.prepare.common import (
     loadmat_file,
     mat_readers,
     open_hdf5,
-    publish,
-    staging_folder,
     variable_names,
+    write_staged,
 )
 
 DEPTH_SCALE = 5000  # stored value = metres x 5000, the loader's default data.depth_scale
@@ -84,26 +82,12 @@ def prepare_nyudv2(
                 f"--splits {str(splits)!r}: index {outside[0]} is outside 1..{count}, the samples "
                 f"of {labeled.name}"
             )
-        staging = staging_folder(output)
-        try:
-            result = _write(
-                staging,
-                images,
-                depths,
-                labels,
-                train_ids,
-                val_ids,
-                to_class,
-                classes,
-                progress,
-                hha,
-            )
-            publish(staging, output)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-    result.root = output
-    return result
+        return write_staged(
+            output,
+            lambda folder: _write(
+                folder, images, depths, labels, train_ids, val_ids, to_class, classes, progress, hha
+            ),  # fmt: skip
+        )
 
 
 def read_splits(path: str | os.PathLike[str], loadmat: Callable) -> tuple[list[int], list[int]]:

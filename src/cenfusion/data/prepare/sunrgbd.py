@@ -50,10 +50,9 @@ from cenfusion.data.prepare.common import (
     check_output,
     mat_readers,
     open_hdf5,
-    publish,
     require_file,
-    staging_folder,
     variable_names,
+    write_staged,
 )
 
 NUM_CLASSES = 37
@@ -111,16 +110,21 @@ def prepare_sunrgbd(
     labels_path = toolbox / SEGMENTATION
     with open_hdf5(h5py, labels_path, "--toolbox") as handle:
         references = _label_references(handle, labels_path, len(samples))
-        staging = staging_folder(output)
-        try:
-            result = _write(staging, sunrgbd, samples, train, test, names, handle, references,
-                            labels_path, progress)  # fmt: skip
-            publish(staging, output)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-    result.root = output
-    return result
+        return write_staged(
+            output,
+            lambda folder: _write(
+                folder,
+                sunrgbd,
+                samples,
+                train,
+                test,
+                names,
+                handle,
+                references,
+                labels_path,
+                progress,
+            ),  # fmt: skip
+        )
 
 
 def read_meta(path: Path, loadmat: Callable) -> list[Sample]:
