@@ -160,6 +160,8 @@ def test_seeds_of_the_chosen_settings_come_seed_major_after_every_tuning_run(
     assert rows["unimodal-rgb"]["split"] == "test"
     text = format_protocol(protocol, report)
     assert "| concat | method | `concat-early` `lra` | 50.00 | **best** |" in text
+    # every tuning run's test scores, per branch, to read before the seeds are in
+    assert text.count("| cen | `cen` `lam1e-1_lra` | 50.00 | 50.00 | 50.00 | — | ok |") == 1
     assert (
         "| ablations | — | private-bn, private-bn-l1, cen-modality-dropout | — | setting of "
         "`cen`: `lam1e-2_lra` |" in text

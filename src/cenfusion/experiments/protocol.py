@@ -528,6 +528,7 @@ def format_protocol(protocol: Protocol, report: dict[str, Any]) -> str:
         if choice.error and family.setting_from is None:
             lines.append(f"| {name} | | | | {choice.error} |")
     lines.append("")
+    lines += _tuning_test_lines(protocol, report)
     lines += _exchange_lines(protocol, report)
     if report["table"]["cells"]:
         body = format_markdown(report["table"])
@@ -538,6 +539,46 @@ def format_protocol(protocol: Protocol, report: dict[str, Any]) -> str:
     else:
         lines += ["No family has finished tuning yet.", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _tuning_test_lines(protocol: Protocol, report: dict[str, Any]) -> list[str]:
+    """Every finished tuning run's test scores, per branch and ensemble, with its
+    convergence: to read while the seeds are missing, never to choose by (one seed each)."""
+    comparison = get_task(report["table"]["task"]).comparison
+    headline = comparison.headline
+    modalities = report["table"]["modalities"]
+    rows, listed = [], set()
+    for name, choice in report["choices"].items():
+        for _, scored in choice.rounds:
+            for cell, score in scored:
+                result = protocol.result(cell) if score is not None else None
+                if result is not None and cell not in listed:  # a round's winner runs on
+                    listed.add(cell)
+                    rows.append((name, cell, result))
+    if not rows:
+        return []
+
+    def shown(value: float | None) -> str:
+        return "—" if value is None else f"{value * headline.scale:.{headline.digits}f}"
+
+    lines = [
+        "## Tuning runs on the test split",
+        "",
+        f"The test {headline.label} of every finished tuning run (seed 0), to read while the "
+        "seeds are missing; one seed each, so no interval, and never used to choose. A "
+        "single-modality method's one branch is also its ensemble.",
+        "",
+        "| family | run | " + " | ".join(modalities) + " | ensemble | gain last ¼ | status |",
+        "|---|---|" + "---|" * (len(modalities) + 3),
+    ]
+    for name, cell, result in rows:
+        scores = result.get("test_scores") or {}
+        values = [shown(scores.get(m, {}).get(headline.key)) for m in modalities]
+        values.append(shown(scores.get("ensemble", {}).get(headline.key)))
+        values.append(shown(result.get("last_quarter_gain")))
+        run = f"`{cell.method}` `{cell.setting_name}`"
+        lines.append(f"| {name} | {run} | " + " | ".join(values) + f" | {result['status']} |")
+    return [*lines, ""]
 
 
 def exchange_cells(protocol: Protocol) -> list[tuple[str, dict[str, Any]]]:
