@@ -184,3 +184,20 @@ def test_a_pickle_that_runs_code_is_refused(tmp_path, capsys):
     with pytest.raises(ValueError, match="evil.pth.*could not be read as a weights-only"):
         cenfusion.create_backbone("resnet18", 2, pretrained=str(path))
     assert "this must never run" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_stage_channels_narrow_every_stage(name):
+    model = cenfusion.create_backbone(name, ("rgb", "depth"), stage_channels=(16, 32, 48, 64))
+    expansion = RESNETS[name].block.expansion
+    features = model.eval()(torch.randn(2, 3, 64, 64))
+    assert [f.shape[1] for f in features] == [c * expansion for c in (16, 32, 48, 64)]
+    assert model.feature_channels == tuple(c * expansion for c in (16, 32, 48, 64))
+    assert model.conv1.out_channels == 16
+    plain = cenfusion.create_plain_backbone(name, stage_channels=(16, 32, 48, 64))
+    assert [f.shape[1] for f in plain(torch.randn(1, 3, 64, 64))] == [f.shape[1] for f in features]
+
+
+def test_stage_channels_are_checked():
+    with pytest.raises(ValueError, match=r"stage_channels: expected four positive widths"):
+        cenfusion.create_backbone("resnet18", 2, stage_channels=(32, 64, 128))

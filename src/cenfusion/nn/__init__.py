@@ -4,6 +4,7 @@ from cenfusion.nn.ensemble import Ensemble
 from cenfusion.nn.exchange import channel_exchange, exchange_mask
 from cenfusion.nn.modality_conv import ModalityConv2d
 from cenfusion.nn.norm import ModalityBatchNorm2d, ModalityInstanceNorm2d, ModalityNorm
+from cenfusion.nn.pooling import MaxPool2d
 from cenfusion.nn.presence import absent_rows, check_presence, presence_context, sample_presence
 from cenfusion.nn.sparsity import (
     SPARSITY_MODES,
@@ -26,6 +27,7 @@ from cenfusion.nn.state_dict import StateDictFit, state_dict_fit
 from cenfusion.nn.sync_norm import SyncBatchNorm2d, SyncModalityBatchNorm2d, convert_sync_batch_norm
 
 __all__ = [
+    "MaxPool2d",
     "SPARSITY_MODES",
     "Ensemble",
     "ModelInputs",

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cenfusion.nn.dispatch import composite_path_needed
 from cenfusion.nn.exchange import channel_exchange
 from cenfusion.nn.stacking import split_modalities
 
@@ -101,7 +102,7 @@ class ModalityNorm(nn.Module):
 
     def _normalise_with_running_stats(self, x: Tensor) -> Tensor:
         """Evaluation-mode normalisation: per modality, a fixed affine map of the input."""
-        if _composite_path_needed():
+        if composite_path_needed():
             scale = self.weight * torch.rsqrt(self.running_var + self.eps)
             shift = self.bias - self.running_mean * scale
             shape = (self.num_modalities, 1, self.num_features, 1, 1)
@@ -161,7 +162,7 @@ class ModalityBatchNorm2d(ModalityNorm):
         momentum = self._momentum_factor()
         if self.presence is not None:
             return self._exchange(self._masked_batch_norm(x, momentum))
-        if _composite_path_needed():
+        if composite_path_needed():
             y = torch.cat(
                 [
                     F.batch_norm(
@@ -261,16 +262,6 @@ class ModalityInstanceNorm2d(ModalityNorm):
                 )
             outputs.append(self._affine(m, values, mean, var).to(x.dtype))
         return torch.cat(outputs)
-
-
-def _composite_path_needed() -> bool:
-    """True where the custom autograd function cannot run: tracing, scripting, compiling, ONNX."""
-    return (
-        torch.jit.is_scripting()
-        or torch.jit.is_tracing()
-        or torch.compiler.is_compiling()
-        or torch.onnx.is_in_onnx_export()
-    )
 
 
 class _StackedBatchNorm(torch.autograd.Function):

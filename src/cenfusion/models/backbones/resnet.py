@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from cenfusion.models.backbones.pretrained import load_torchvision_resnet
 from cenfusion.models.fusion import build_stage_fusion, check_fusion
-from cenfusion.nn import ModalityBatchNorm2d, ModalityConv2d, as_stacked
+from cenfusion.nn import MaxPool2d, ModalityBatchNorm2d, ModalityConv2d, as_stacked
 
 NormFactory = Callable[[int, bool], nn.Module]
 """``(num_features, is_exchange_site) -> norm module``."""
@@ -133,6 +133,22 @@ RESNETS: dict[str, ResNetSpec] = {
 }
 
 
+STAGE_CHANNELS = (64, 128, 256, 512)
+"""The four stages' widths of every torchvision ResNet (a bottleneck's inner width; its output
+is four times that). The stem has the first stage's width."""
+
+
+def check_stage_channels(stage_channels: Sequence[int]) -> tuple[int, int, int, int]:
+    """Four positive widths, or a ``ValueError`` naming ``stage_channels``."""
+    widths = tuple(int(c) for c in stage_channels)
+    if len(widths) != 4 or min(widths) < 1:
+        raise ValueError(
+            f"stage_channels: expected four positive widths (layer1..layer4, torchvision's "
+            f"{list(STAGE_CHANNELS)}), got {list(stage_channels)}"
+        )
+    return widths  # type: ignore[return-value]
+
+
 class ResNet(nn.Module):
     """A ResNet trunk returning features at strides 4, 8, 16 and 32 (timm's ``features_only``).
 
@@ -140,6 +156,8 @@ class ResNet(nn.Module):
     ``layer1.0.downsample.1``, ...) so its ImageNet state dicts map key for key.
     ``output_stride`` 16 or 8 replaces the stride of layer4 (and layer3) by dilation, as
     torchvision's ``replace_stride_with_dilation`` does (for PSPNet-style heads).
+    ``stage_channels`` narrows (or widens) the four stages, e.g. ``(32, 64, 128, 256)`` for a
+    ResNet-18 at a quarter of the cost; ImageNet weights need the default.
     """
 
     def __init__(
@@ -150,11 +168,13 @@ class ResNet(nn.Module):
         in_channels: int = 3,
         output_stride: int = 32,
         conv: ConvFactory = nn.Conv2d,
+        stage_channels: Sequence[int] = STAGE_CHANNELS,
     ) -> None:
         super().__init__()
         dilate = {32: (False, False, False), 16: (False, False, True), 8: (False, True, True)}
         if output_stride not in dilate:
             raise ValueError(f"output_stride: expected 8, 16 or 32, got {output_stride}")
+        widths = check_stage_channels(stage_channels)
         block = spec.block
         if exchange_norms is None:
             exchange_norms = block.default_exchange_norms
@@ -168,13 +188,12 @@ class ResNet(nn.Module):
             )
         self.exchange_norms = tuple(exchange_norms)
         self.in_channels = in_channels
-        self.conv1 = conv(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = norm(64, False)
+        self.conv1 = conv(in_channels, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = norm(widths[0], False)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        inplanes, dilation, stride_so_far = 64, 1, 4
+        self.maxpool = MaxPool2d(3, stride=2, padding=1)
+        inplanes, dilation, stride_so_far = widths[0], 1, 4
         strides = []
-        widths = (64, 128, 256, 512)
         for index, (planes, blocks) in enumerate(zip(widths, spec.layers, strict=True), start=1):
             stride, previous_dilation = (1 if index == 1 else 2), dilation
             if index > 1 and dilate[output_stride][index - 2]:
@@ -186,6 +205,7 @@ class ResNet(nn.Module):
                 previous_dilation, dilation, conv,
             )  # fmt: skip
             self.add_module(f"layer{index}", layer)
+        self.stage_channels = widths
         self.feature_channels = tuple(p * block.expansion for p in widths)
         self.feature_strides = tuple(strides)
         self.output_stride = output_stride
@@ -273,6 +293,7 @@ class CENResNet(ResNet):
         private_norms: bool = True,
         fusion: str = "cen",
         fusion_stages: str | Sequence[int] = "all",
+        stage_channels: Sequence[int] = STAGE_CHANNELS,
     ) -> None:
         modalities = tuple(modalities)
         if not modalities or len(set(modalities)) != len(modalities):
@@ -303,7 +324,9 @@ class CENResNet(ResNet):
         conv: ConvFactory = nn.Conv2d
         if not share_convs:
             conv = functools.partial(ModalityConv2d, num_modalities=num_modalities)
-        super().__init__(spec, norm, exchange_norms, in_channels, output_stride, conv)
+        super().__init__(
+            spec, norm, exchange_norms, in_channels, output_stride, conv, stage_channels
+        )
         self.modalities = modalities
         self.num_modalities = num_modalities
         self.bn_threshold = bn_threshold
@@ -342,6 +365,7 @@ def create_backbone(
     private_norms: bool = True,
     fusion: str = "cen",
     fusion_stages: str | Sequence[int] = "all",
+    stage_channels: Sequence[int] = STAGE_CHANNELS,
 ) -> CENResNet:
     """Build a CEN ResNet (``resnet18`` .. ``resnet152``) over ``modalities``.
 
@@ -350,12 +374,13 @@ def create_backbone(
     BatchNorm (and, with ``share_convs=False``, every convolution) is copied into each
     modality's copy. Nothing is ever downloaded. ``share_convs``, ``private_norms``, ``fusion``
     and ``fusion_stages``: the paper's ablations and baselines (see :class:`CENResNet`).
+    ``stage_channels``: the four stages' widths (see :class:`ResNet`).
     """
     if isinstance(modalities, int):
         modalities = tuple(f"m{i}" for i in range(modalities))
     model = CENResNet(
         _spec(name), modalities, bn_threshold, exchange, exchange_norms, in_channels,
-        output_stride, share_convs, private_norms, fusion, fusion_stages,
+        output_stride, share_convs, private_norms, fusion, fusion_stages, stage_channels,
     )  # fmt: skip
     if pretrained is not None:
         load_torchvision_resnet(model, pretrained)
@@ -363,11 +388,17 @@ def create_backbone(
 
 
 def create_plain_backbone(
-    name: str, pretrained: str | None = None, in_channels: int = 3, output_stride: int = 32
+    name: str,
+    pretrained: str | None = None,
+    in_channels: int = 3,
+    output_stride: int = 32,
+    stage_channels: Sequence[int] = STAGE_CHANNELS,
 ) -> ResNet:
     """The same ResNet trunk with ``nn.BatchNorm2d``: the unimodal network, for comparison."""
     plain_norm = lambda channels, site: nn.BatchNorm2d(channels)  # noqa: E731
-    model = ResNet(_spec(name), plain_norm, (), in_channels, output_stride)
+    model = ResNet(
+        _spec(name), plain_norm, (), in_channels, output_stride, stage_channels=stage_channels
+    )
     if pretrained is not None:
         load_torchvision_resnet(model, pretrained)
     return model
@@ -375,6 +406,7 @@ def create_plain_backbone(
 
 __all__ = [
     "RESNETS",
+    "STAGE_CHANNELS",
     "BasicBlock",
     "Bottleneck",
     "CENResNet",

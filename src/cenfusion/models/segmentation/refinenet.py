@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from cenfusion.models.backbones import create_backbone
 from cenfusion.models.segmentation.model import CENSegmentationModel, check_classes_and_dropout
+from cenfusion.nn import MaxPool2d
 
 RcuResidual = Literal["activated", "input"]
 
@@ -58,7 +59,7 @@ class ChainedResidualPooling(nn.Module):
 
     def __init__(self, channels: int, num_stages: int = 4) -> None:
         super().__init__()
-        self.pool = nn.MaxPool2d(5, stride=1, padding=2)
+        self.pool = MaxPool2d(5, stride=1, padding=2)
         self.convs = nn.ModuleList(conv3x3(channels, channels) for _ in range(num_stages))
 
     def forward(self, x: Tensor) -> Tensor:

@@ -33,6 +33,9 @@ class SegmentationModelConfig(ModelConfig):
     output_stride: int | None = None
     # activated: relu(x) + f(relu(x)) as the public code; input: x + f(relu(x))
     rcu_residual: str = "activated"
+    # the backbone's four stage widths, default [64, 128, 256, 512] (narrower: cheaper;
+    # ImageNet weights need the default)
+    stage_channels: list[int] | None = None
     # RefineNet (deepest, other) widths, default (512, 256); PSPNet: [width], default [512]
     decoder_channels: list[int] | None = None
     # false: every modality its own convolutions (ablation)

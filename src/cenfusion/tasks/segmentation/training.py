@@ -80,6 +80,8 @@ def build_model(config: Config) -> CENSegmentationModel:
         options["output_stride"] = m.output_stride
     if m.arch == "refinenet":
         options["rcu_residual"] = m.rcu_residual
+    if m.stage_channels is not None:
+        options["stage_channels"] = tuple(m.stage_channels)
     if m.decoder_channels is not None:  # RefineNet's (deepest, other); PSPNet's [width]
         options["decoder_channels"] = tuple(m.decoder_channels)
     return create_model("segmentation", m.arch, **options)
