@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from cenfusion.models.backbones.resnet import BasicBlock, CENResNet
 from cenfusion.models.segmentation import CENSegmentationModel
 from cenfusion.models.translation import CENUNetGenerator
-from cenfusion.nn import ModalityBatchNorm2d, ModalityInstanceNorm2d
+from cenfusion.nn import MaxPool2d, ModalityBatchNorm2d, ModalityInstanceNorm2d
 
 
 class Parallel(nn.Module):
@@ -237,13 +237,29 @@ class ListUNet(nn.Module):
         return [*outs, alpha_ensemble(outs, self.alpha)]
 
 
-def list_twin(model: nn.Module) -> nn.Module:
-    """The list-design twin of a CEN segmentation model, pix2pix model/generator or backbone."""
+def list_twin(model: nn.Module, stock_pooling: bool = True) -> nn.Module:
+    """The list-design twin of a CEN segmentation model, pix2pix model/generator or backbone.
+
+    ``stock_pooling``: max pooling by ``torch.nn.MaxPool2d``, as the public code has it, instead
+    of cenfusion's fast CPU route (same values; the unimodal reference keeps cenfusion's).
+    """
     network = getattr(model, "generator", model)
     if isinstance(network, CENSegmentationModel):
-        return ListSegmentation(network)
-    if isinstance(network, CENUNetGenerator):
-        return ListUNet(network)
-    if isinstance(network, CENResNet):
-        return ListResNet(network)
-    raise TypeError(f"no list twin for {type(model).__name__}")
+        twin: nn.Module = ListSegmentation(network)
+    elif isinstance(network, CENUNetGenerator):
+        twin = ListUNet(network)
+    elif isinstance(network, CENResNet):
+        twin = ListResNet(network)
+    else:
+        raise TypeError(f"no list twin for {type(model).__name__}")
+    return with_stock_pooling(twin) if stock_pooling else twin
+
+
+def with_stock_pooling(module: nn.Module) -> nn.Module:
+    """``module`` with every :class:`cenfusion.nn.MaxPool2d` replaced by ``torch.nn.MaxPool2d``."""
+    for parent in module.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, MaxPool2d):
+                stock = nn.MaxPool2d(child.kernel_size, child.stride, child.padding)
+                parent.register_module(name, stock)
+    return module

@@ -7,10 +7,10 @@ For every model (RefineNet-ResNet-50 and -101 segmentation, the pix2pix U-Net ge
 every number of modalities M, batch B per modality at HxW, it times
 
 - ``list``: the public code's design (``benchmarks/list_baseline.py``: one module call per
-  modality, per-modality norms, boolean-index exchange) with the same weights, its outputs
-  checked equal to the stacked model's before any timing;
+  modality, per-modality norms, boolean-index exchange, torch's stock max pooling) with the
+  same weights, its outputs checked equal to the stacked model's before any timing;
 - ``unimodal``: the same network on one modality (the list twin of a 1-modality model: plain
-  norms, no exchange, no ensemble), batch B;
+  norms, no exchange, no ensemble, cenfusion's max pooling), batch B;
 - the stacked cenfusion model under each ``--options`` entry: ``fp32`` (the default path),
   ``channels_last``, ``bf16`` (autocast), ``compile`` (``torch.compile``, inductor) and
   ``fast`` (the host's own choice of ``train.speed: fast``, printed), the last four through the
@@ -209,7 +209,7 @@ def make_variant(
         if variant == "list":
             model, inputs = list_twin(cen), images
         else:
-            model, inputs = list_twin(build_cen(name, 1, settings)), images[:1]
+            model, inputs = list_twin(build_cen(name, 1, settings), stock_pooling=False), images[:1]
         return Variant(variant, model, model, inputs, _optimiser(model, name))
     if variant not in OPTIONS:
         raise ValueError(f"variant: expected one of {BASELINES + OPTIONS}, got {variant!r}")
