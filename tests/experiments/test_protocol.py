@@ -266,6 +266,35 @@ def test_preparation_steps_run_once_and_a_failing_one_stops_with_its_command(
         protocol.run_prepare()
 
 
+def test_a_preparation_step_runs_its_commands_in_order_with_the_threads_given(
+    segmentation_yaml, tmp_path, monkeypatch
+):
+    seen = []
+
+    def record(command, env):
+        seen.append((command[3:], env.get("OMP_NUM_THREADS")))
+        if command[3] == "export":
+            (tmp_path / "trunk.pt").write_text("")
+        return subprocess.CompletedProcess(command, 0)
+
+    step = {"creates": str(tmp_path / "trunk.pt"),
+            "command": ["cenfusion train a --resume", "cenfusion export b"]}  # fmt: skip
+    protocol = Protocol.load(write_protocol(tmp_path, segmentation_yaml, prepare=[step]))
+    monkeypatch.setattr(subprocess, "run", record)
+    protocol.run_prepare(threads=3)
+    assert seen == [(["train", "a", "--resume"], "3"), (["export", "b"], "3")]
+    # a step whose commands all succeed but leave nothing behind is an error, named
+    (tmp_path / "trunk.pt").unlink()
+    step = {"creates": str(tmp_path / "trunk.pt"), "command": ["cenfusion train a"]}
+    protocol = Protocol.load(write_protocol(tmp_path, segmentation_yaml, prepare=[step]))
+    with pytest.raises(RuntimeError, match=r"'cenfusion train a' did not create .*trunk.pt"):
+        protocol.run_prepare()
+    for bad in ([], [""], "  ", 3):
+        step = {"creates": str(tmp_path / "trunk.pt"), "command": bad}
+        with pytest.raises(ValueError, match="a command or a list of them"):
+            Protocol.load(write_protocol(tmp_path, segmentation_yaml, prepare=[step]))
+
+
 def test_a_key_given_twice_is_refused(segmentation_yaml, tmp_path):
     path = write_protocol(tmp_path, segmentation_yaml)
     path.write_text(path.read_text() + f"results: {tmp_path / 'elsewhere'}\n")

@@ -111,6 +111,17 @@ class Choice:
         return self.method is not None
 
 
+@dataclass(frozen=True)
+class PrepareStep:
+    """Commands run once, in order, until ``creates`` exists (a data set, a pre-trained trunk).
+
+    Only the last command should write ``creates``, so that a step cut short runs again; a
+    training command in it takes ``--resume`` to continue where it was cut."""
+
+    creates: str
+    commands: tuple[str, ...]
+
+
 @dataclass
 class Protocol:
     """A protocol file, read (see the module docstring)."""
@@ -122,7 +133,7 @@ class Protocol:
     output: Path
     knobs: dict[str, dict[str, tuple[str, ...]]]
     families: dict[str, Family]
-    prepare: tuple[dict[str, str], ...] = ()
+    prepare: tuple[PrepareStep, ...] = ()
     title: str = ""
     base: Config | None = None  # the base config with the protocol's overrides
 
@@ -358,24 +369,29 @@ class Protocol:
             "--no-progress",
         ]
 
-    def run_prepare(self) -> None:
-        """The protocol's preparation commands (data, pre-training) whose output is missing."""
+    def run_prepare(self, threads: int | None = None) -> None:
+        """The protocol's preparation steps (data, pre-training) whose output is missing, each
+        a list of commands run in order (``threads``: torch threads of each)."""
+        env = dict(os.environ)
+        if threads is not None:
+            env["OMP_NUM_THREADS"] = str(threads)
         for step in self.prepare:
-            if Path(step["creates"]).exists():
+            if Path(step.creates).exists():
                 continue
-            command = shlex.split(step["command"])
-            if command[0] == "cenfusion":
-                command[0:1] = [sys.executable, "-m", "cenfusion"]
-            print(f"prepare: {step['command']}", flush=True)
-            code = subprocess.run(command).returncode
-            if code != 0 or not Path(step["creates"]).exists():
-                raise RuntimeError(
-                    f"{self.path}: preparation step {step['command']!r} "
-                    + (
-                        f"failed (exit code {code})"
-                        if code
-                        else f"did not create {step['creates']}"
+            for text in step.commands:
+                command = shlex.split(text)
+                if command[0] == "cenfusion":
+                    command[0:1] = [sys.executable, "-m", "cenfusion"]
+                print(f"prepare: {text}", flush=True)
+                code = subprocess.run(command, env=env).returncode
+                if code != 0:
+                    raise RuntimeError(
+                        f"{self.path}: preparation step {text!r} failed (exit code {code})"
                     )
+            if not Path(step.creates).exists():
+                raise RuntimeError(
+                    f"{self.path}: preparation step {step.commands[-1]!r} did not create "
+                    f"{step.creates}"
                 )
 
     def run(self, jobs: int = 1, threads: int | None = None, limit_s: float | None = None) -> int:
@@ -384,7 +400,7 @@ class Protocol:
         from their last epoch next time). Returns the number of runs finished."""
         if jobs < 1:
             raise ValueError(f"--jobs: expected at least 1, got {jobs}")
-        self.run_prepare()
+        self.run_prepare(threads=None if threads is None else threads * jobs)
         start = time.monotonic()
         env = dict(os.environ)
         if threads is not None:
@@ -775,9 +791,17 @@ def _share(interval: Interval) -> str:
     return text
 
 
-def _prepare_step(path: Path, step: object) -> dict[str, str]:
+def _prepare_step(path: Path, step: object) -> PrepareStep:
+    expected = "entries with 'creates' (a path) and 'command' (a command or a list of them)"
     if not isinstance(step, dict) or set(step) != {"creates", "command"}:
-        raise ValueError(
-            f"{path}: prepare: expected entries with 'creates' (a path) and 'command', got {step!r}"
-        )
-    return {"creates": str(step["creates"]), "command": str(step["command"])}
+        raise ValueError(f"{path}: prepare: expected {expected}, got {step!r}")
+    commands = step["command"]
+    if isinstance(commands, str):
+        commands = [commands]
+    if (
+        not isinstance(commands, list)
+        or not commands
+        or not all(isinstance(c, str) and c.strip() for c in commands)
+    ):
+        raise ValueError(f"{path}: prepare: expected {expected}, got {step!r}")
+    return PrepareStep(str(step["creates"]), tuple(commands))
