@@ -51,3 +51,5 @@ def test_other_inputs_take_the_stock_kernel():
     traced = torch.jit.trace(MaxPool2d(3, 1, 1), x.detach())
     assert "max_pool2d" in str(traced.graph)
     assert torch.equal(traced(x.detach()), nn.MaxPool2d(3, 1, 1)(x.detach()))
+    graph = torch.fx.symbolic_trace(MaxPool2d(3, 1, 1))
+    assert torch.equal(graph(x.detach()), nn.MaxPool2d(3, 1, 1)(x.detach()))

@@ -49,8 +49,8 @@ def _pair(value: int | tuple[int, int]) -> list[int]:
 class MaxPool2d(nn.MaxPool2d):
     """:class:`torch.nn.MaxPool2d` that takes the fast CPU route for contiguous
     ``(N, C, H, W)`` inputs; everything else (channels-last or CUDA inputs, dilation,
-    ``ceil_mode``, ``return_indices``, tracing, ONNX export, ``torch.compile``) goes through the
-    stock kernel unchanged."""
+    ``ceil_mode``, ``return_indices``, tracing by TorchScript or ``torch.fx``, ONNX export,
+    ``torch.compile``) goes through the stock kernel unchanged."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not self._fast_route(x):
@@ -63,6 +63,8 @@ class MaxPool2d(nn.MaxPool2d):
         return pooled.contiguous()
 
     def _fast_route(self, x: Tensor) -> bool:
+        if not isinstance(x, Tensor):  # a torch.fx proxy: record the stock call
+            return False
         if self.return_indices or self.ceil_mode or _pair(self.dilation) != [1, 1]:
             return False
         if x.device.type != "cpu" or x.dim() != 4 or not x.is_contiguous():
