@@ -372,9 +372,7 @@ class Protocol:
     def run_prepare(self, threads: int | None = None) -> None:
         """The protocol's preparation steps (data, pre-training) whose output is missing, each
         a list of commands run in order (``threads``: torch threads of each)."""
-        env = dict(os.environ)
-        if threads is not None:
-            env["OMP_NUM_THREADS"] = str(threads)
+        env = _thread_env(threads)
         for step in self.prepare:
             if Path(step.creates).exists():
                 continue
@@ -402,9 +400,7 @@ class Protocol:
             raise ValueError(f"--jobs: expected at least 1, got {jobs}")
         self.run_prepare(threads=None if threads is None else threads * jobs)
         start = time.monotonic()
-        env = dict(os.environ)
-        if threads is not None:
-            env["OMP_NUM_THREADS"] = str(threads)
+        env = _thread_env(threads)
         running: dict[Cell, subprocess.Popen] = {}
         finished = 0
         try:
@@ -789,6 +785,14 @@ def _share(interval: Interval) -> str:
     if interval.half_width is not None:
         text += f" ± {100 * interval.half_width:.1f}"
     return text
+
+
+def _thread_env(threads: int | None) -> dict[str, str]:
+    """This process's environment, with ``threads`` torch threads for a child when given."""
+    env = dict(os.environ)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
 
 
 def _prepare_step(path: Path, step: object) -> PrepareStep:

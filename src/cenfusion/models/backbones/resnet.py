@@ -205,7 +205,6 @@ class ResNet(nn.Module):
                 previous_dilation, dilation, conv,
             )  # fmt: skip
             self.add_module(f"layer{index}", layer)
-        self.stage_channels = widths
         self.feature_channels = tuple(p * block.expansion for p in widths)
         self.feature_strides = tuple(strides)
         self.output_stride = output_stride
