@@ -15,7 +15,12 @@ from cenfusion.engine.checkpoint import (
     load_model_state,
     save_checkpoint,
 )
-from cenfusion.nn import ModalityBatchNorm2d, StackedOutputs, penalised_scaling_factors
+from cenfusion.nn import (
+    ModalityBatchNorm2d,
+    StackedOutputs,
+    exchange_sites,
+    penalised_scaling_factors,
+)
 from cenfusion.tasks import get_task
 from cenfusion.tasks.segmentation import training as engine
 from cenfusion.tasks.segmentation.evaluation import predict_probabilities
@@ -244,3 +249,57 @@ def test_modality_dropout_trains_differently_and_is_refused_where_it_cannot_hold
     ]:  # fmt: skip
         with pytest.raises(ValueError, match=reason):
             SEGMENTATION.trainer(tiny_config(*overrides), progress=False)
+
+
+def one_sgd_step(config):
+    """Parameters before and after one optimiser step on a fixed random batch and label."""
+    torch.manual_seed(0)
+    model = build_model(config)
+    optimiser = engine.build_optimiser(model, config)
+    engine.set_stage_learning_rates(optimiser, config, epoch=0)
+    generator = torch.Generator().manual_seed(1)
+    inputs = {
+        "rgb": torch.randn(2, 3, 32, 40, generator=generator),
+        "depth": torch.randn(2, 1, 32, 40, generator=generator),
+    }
+    label = torch.randint(0, 10, (2, 32, 40), generator=generator)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    outputs = model(inputs, label.shape[-2:], stacked=True)
+    segmentation_loss(model, outputs, label, config)[0].backward()
+    optimiser.step()
+    return before, dict(model.named_parameters()), optimiser
+
+
+def test_gamma_lr_multiplier_scales_the_step_of_the_sites_scaling_factors_only(tiny_config):
+    plain_before, plain, plain_optimiser = one_sgd_step(tiny_config())
+    before, scaled, optimiser = one_sgd_step(tiny_config("optim.gamma_lr_multiplier=4"))
+    assert [g["name"] for g in plain_optimiser.param_groups] == ["encoder", "decoder"]
+    assert [g["name"] for g in optimiser.param_groups] == ["encoder", "decoder", "gamma"]
+    site_gammas = {f"{name}.weight" for name, _ in exchange_sites(build_model(tiny_config()))}
+    assert site_gammas and site_gammas <= set(scaled)
+    for name, value in scaled.items():
+        plain_step = plain[name].detach() - plain_before[name]
+        step = value.detach() - before[name]
+        factor = 4.0 if name in site_gammas else 1.0
+        # steps of 1e-6 on values near 1: a few float32 ulps of the parameter apart
+        torch.testing.assert_close(step, factor * plain_step, rtol=1e-4, atol=5e-7, msg=name)
+
+
+def test_gamma_lr_multiplier_follows_the_schedule_and_is_checked(tiny_config):
+    config = tiny_config(
+        "optim.gamma_lr_multiplier=3",
+        "optim.stages=[{epochs: 1, encoder_lr: 0.01, decoder_lr: 0.02},"
+        " {epochs: 1, encoder_lr: 0.001, decoder_lr: 0.002}]",
+    )
+    optimiser = engine.build_optimiser(build_model(config), config)
+    engine.set_stage_learning_rates(optimiser, config, epoch=1)
+    rates = {g["name"]: g["lr"] for g in optimiser.param_groups}
+    assert rates == pytest.approx({"encoder": 0.001, "decoder": 0.002, "gamma": 0.003})
+    with pytest.raises(ValueError, match="positive number, got -1"):
+        engine.build_optimiser(build_model(config), tiny_config("optim.gamma_lr_multiplier=-1"))
+    concat = tiny_config(
+        "model.fusion=concat", "model.exchange=false", "train.sparsity=none",
+        "optim.gamma_lr_multiplier=2",
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="no exchange sites"):
+        engine.build_optimiser(build_model(concat), concat)

@@ -84,6 +84,11 @@ class SegmentationOptimConfig(OptimConfig):
     momentum: float = 0.9
     # SGD weight decay
     weight_decay: float = 1e-5
+    # learning-rate multiplier of the exchange sites' scaling factors gamma (1: the paper).
+    # A short schedule moves gamma too little for the task to pick channels (the L1 term then
+    # only sets when every penalised gamma falls, together); k > 1 trains gamma as k times
+    # longer would, with the same balance between the task's pull and lambda
+    gamma_lr_multiplier: float = 1.0
 
 
 @dataclass

@@ -48,6 +48,7 @@ from cenfusion.nn import (
     ModalityNorm,
     StackedOutputs,
     absent_rows,
+    exchange_sites,
     l1_term_count,
     sample_presence,
     sparsity_penalty,
@@ -237,20 +238,42 @@ def total_epochs(config: Config) -> int:
 
 
 def build_optimiser(model: CENSegmentationModel, config: Config) -> torch.optim.SGD:
-    stage = config.optim.stages[0]
+    """SGD over an ``encoder`` and a ``decoder`` group; with ``optim.gamma_lr_multiplier`` k != 1
+    a third group ``gamma`` holds the exchange sites' scaling factors at k x the encoder's rate."""
+    o = config.optim
+    multiplier = o.gamma_lr_multiplier
+    if not (math.isfinite(multiplier) and multiplier > 0):
+        raise ValueError(f"optim.gamma_lr_multiplier: expected a positive number, got {multiplier}")
+    stage = o.stages[0]
+    encoder = model.encoder_parameters()
+    gammas: list[nn.Parameter] = []
+    if multiplier != 1.0:
+        gammas = [norm.weight for _, norm in exchange_sites(model)]
+        if not gammas:
+            raise ValueError(
+                "optim.gamma_lr_multiplier: the model has no exchange sites (model.fusion "
+                f"{config.model.fusion!r}) whose scaling factors it would apply to"
+            )
+        chosen = {id(p) for p in gammas}
+        encoder = [p for p in encoder if id(p) not in chosen]
     groups = [
-        {"params": model.encoder_parameters(), "lr": stage.encoder_lr, "name": "encoder"},
+        {"params": encoder, "lr": stage.encoder_lr, "name": "encoder"},
         {"params": model.decoder_parameters(), "lr": stage.decoder_lr, "name": "decoder"},
     ]
-    return torch.optim.SGD(
-        groups, momentum=config.optim.momentum, weight_decay=config.optim.weight_decay
-    )
+    if gammas:
+        groups.append({"params": gammas, "lr": stage.encoder_lr * multiplier, "name": "gamma"})
+    return torch.optim.SGD(groups, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
 def set_stage_learning_rates(optimiser: torch.optim.Optimizer, config: Config, epoch: int) -> None:
     stage = config.optim.stages[stage_at(config, epoch)]
+    rates = {
+        "encoder": stage.encoder_lr,
+        "decoder": stage.decoder_lr,
+        "gamma": stage.encoder_lr * config.optim.gamma_lr_multiplier,
+    }
     for group in optimiser.param_groups:
-        group["lr"] = stage.encoder_lr if group["name"] == "encoder" else stage.decoder_lr
+        group["lr"] = rates[group["name"]]
 
 
 def freeze_batch_norm_statistics(model: nn.Module) -> None:
