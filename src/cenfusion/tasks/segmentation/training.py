@@ -239,7 +239,9 @@ def total_epochs(config: Config) -> int:
 
 def build_optimiser(model: CENSegmentationModel, config: Config) -> torch.optim.SGD:
     """SGD over an ``encoder`` and a ``decoder`` group; with ``optim.gamma_lr_multiplier`` k != 1
-    a third group ``gamma`` holds the exchange sites' scaling factors at k x the encoder's rate."""
+    a third group ``gamma`` holds the exchange sites' scaling factors at k x the encoder's rate
+    (the ablations with private norms keep their sites; the fusion baselines and the shared
+    norm have none, so k changes nothing there, as ``train.lam`` does not)."""
     o = config.optim
     multiplier = o.gamma_lr_multiplier
     if not (math.isfinite(multiplier) and multiplier > 0):
@@ -247,13 +249,8 @@ def build_optimiser(model: CENSegmentationModel, config: Config) -> torch.optim.
     stage = o.stages[0]
     encoder = model.encoder_parameters()
     gammas: list[nn.Parameter] = []
-    if multiplier != 1.0:
+    if multiplier != 1.0:  # models without exchange sites (the baselines) have none to scale
         gammas = [norm.weight for _, norm in exchange_sites(model)]
-        if not gammas:
-            raise ValueError(
-                "optim.gamma_lr_multiplier: the model has no exchange sites (model.fusion "
-                f"{config.model.fusion!r}) whose scaling factors it would apply to"
-            )
         chosen = {id(p) for p in gammas}
         encoder = [p for p in encoder if id(p) not in chosen]
     groups = [
