@@ -116,8 +116,8 @@ def test_the_quick_start_runs(tmp_path, monkeypatch):
     argvs = commands(ROOT / "README.md", "Quick start (5 minutes)")
     assert [a[0] for a in argvs] == ["synth", "train", "evaluate", "predict", "inspect"]
     run_as_written(argvs, tmp_path, monkeypatch)
-    out = tmp_path / "runs" / "synthetic_refinenet18"
-    assert (out / "000601.png").is_file() and (out / "gammas.png").stat().st_size > 10_000
+    out = tmp_path / "runs" / "synthetic_rgb_normal"
+    assert (out / "00701.png").is_file() and (out / "gammas.png").stat().st_size > 10_000
 
 
 RGB_THERMAL = "4. RGB + thermal, step by step"
