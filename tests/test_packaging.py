@@ -44,7 +44,11 @@ def environment(site: Path) -> dict[str, str]:
 
 def test_the_wheel_carries_the_shipped_configs(installed):
     configs = sorted(p.stem for p in (installed / "cenfusion" / "configs").glob("*.yaml"))
-    assert "synthetic_refinenet18" in configs and "synthetic_shade_texture_to_rgb" in configs
+    assert {
+        "synthetic_rgb_normal",
+        "synthetic_refinenet18",
+        "synthetic_shade_texture_to_rgb",
+    } <= set(configs)
 
 
 def test_the_installed_demo_runs_in_an_empty_folder(installed, tmp_path):
@@ -53,15 +57,15 @@ def test_the_installed_demo_runs_in_an_empty_folder(installed, tmp_path):
                 cwd=tmp_path, env=env)  # fmt: skip
     assert Path(where.strip()).is_relative_to(installed)  # not the checkout's source
     output = run(
-        sys.executable, "-m", "cenfusion", "demo", "--n-train", "4", "--n-val", "2",
+        sys.executable, "-m", "cenfusion", "demo", "--n-train", "4", "--n-val", "2", "--n-test", "1",
         "--no-progress", "data.crop_size=[48, 64]", "train.batch_size=2",
         "train.max_steps_per_epoch=1", "train.eval_every=0",
         "optim.stages=[{epochs: 1, encoder_lr: 0.01, decoder_lr: 0.01}]",
         cwd=tmp_path, env=env,
     )  # fmt: skip
     assert "demo finished" in output
-    assert (tmp_path / "runs" / "synthetic_refinenet18" / "prediction.png").is_file()
-    assert (tmp_path / "data" / "synthetic-nyudv2" / "train.txt").is_file()
+    assert (tmp_path / "runs" / "synthetic_rgb_normal" / "prediction.png").is_file()
+    assert (tmp_path / "data" / "bench-rgb-normal" / "train.txt").is_file()
 
 
 def test_bench_outside_a_checkout_says_it_needs_one(installed, tmp_path):
