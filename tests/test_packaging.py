@@ -57,7 +57,8 @@ def test_the_installed_demo_runs_in_an_empty_folder(installed, tmp_path):
                 cwd=tmp_path, env=env)  # fmt: skip
     assert Path(where.strip()).is_relative_to(installed)  # not the checkout's source
     output = run(
-        sys.executable, "-m", "cenfusion", "demo", "--n-train", "4", "--n-val", "2", "--n-test", "1",
+        sys.executable, "-m", "cenfusion", "demo", "--n-train", "4", "--n-val", "2",
+        "--n-test", "1",
         "--no-progress", "data.crop_size=[48, 64]", "train.batch_size=2",
         "train.max_steps_per_epoch=1", "train.eval_every=0",
         "optim.stages=[{epochs: 1, encoder_lr: 0.01, decoder_lr: 0.01}]",
