@@ -28,6 +28,9 @@ def test_three_modalities_and_a_channel_with_all_gammas_zero_are_drawn(tmp_path)
         tmp_path / "sub" / "gammas.png", channels=4,
     )  # fmt: skip
     assert path.exists() and size_of(path) == (1600, 1020)  # 16 x 10.2 inches at 100 dpi
+    thresholds = {"norm1": 0.1, "norm2": 0.1}
+    default = plot_scaling_factors(factors, ("a", "b", "c"), thresholds, None, tmp_path / "d.png")
+    assert size_of(default) == (1600, 1020)  # None: the first and last of the two sites
     with pytest.raises(ValueError, match="not exchange sites"):
         plot_scaling_factors(factors, ("a", "b", "c"), {}, ["norm7"], tmp_path / "x.png")
 

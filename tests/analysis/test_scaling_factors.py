@@ -11,6 +11,7 @@ from cenfusion.analysis import (
     scaling_factors,
     site_statistics,
     site_thresholds,
+    spread_sites,
 )
 from cenfusion.nn import exchange_sites
 from tests.analysis.helpers import TwoSites, set_gammas
@@ -130,3 +131,11 @@ def test_the_share_of_each_modalitys_penalised_chunk_below_theta():
     assert shares == {"norm1": [0.5, 1.0], "norm2": [0.0, 0.0]}
     model.norm2.exchange_threshold = None  # exchange off: not a share of anything
     assert list(penalised_share_below_threshold(model)) == ["norm1"]
+
+
+def test_spread_sites_picks_first_middle_and_last():
+    sites = [f"s{i}" for i in range(8)]
+    assert spread_sites(sites) == ["s0", "s4", "s7"]  # round(3.5) = 4
+    assert spread_sites(sites[:2]) == ["s0", "s1"]
+    assert spread_sites(sites[:1]) == ["s0"]
+    assert spread_sites(sites, count=5) == ["s0", "s2", "s4", "s5", "s7"]

@@ -26,6 +26,7 @@ from cenfusion.analysis.scaling_factors import (
     scaling_factors,
     site_statistics,
     site_thresholds,
+    spread_sites,
 )
 from cenfusion.analysis.theorem import AttractionCheck, attraction_check, attraction_probability
 
@@ -52,4 +53,5 @@ __all__ = [
     "site_features",
     "site_statistics",
     "site_thresholds",
+    "spread_sites",
 ]

@@ -14,6 +14,7 @@ import numpy as np
 from torch import Tensor
 
 from cenfusion.analysis.feature_maps import GroupFeatures
+from cenfusion.analysis.scaling_factors import spread_sites
 
 
 def new_figure(width: float, height: float) -> Any:
@@ -53,7 +54,7 @@ def plot_scaling_factors(
     factors: Mapping[str, Tensor],
     modalities: Sequence[str],
     thresholds: Mapping[str, float],
-    layers: Sequence[str],
+    layers: Sequence[str] | None,
     output: str | Path,
     channels: int = 128,
     dpi: int = 100,
@@ -62,12 +63,15 @@ def plot_scaling_factors(
 
     ``factors``: ``{site: gamma (M, C)}`` for every exchange site, ``thresholds``: ``{site:
     theta}``. Top: the share of channels each modality exchanges (``|gamma| < theta``) at every
-    site. Then one row per site in ``layers``: left, ``|gamma|`` of the first ``channels``
-    channels per modality with ``theta``; right, each modality's share ``|gamma_m| / sum_m'
-    |gamma_m'|`` per channel (stacked to 1; a channel with all gammas 0 is left blank).
+    site. Then one row per site in ``layers`` (None: the first, middle and last site): left,
+    ``|gamma|`` of the first ``channels`` channels per modality with ``theta``; right, each
+    modality's share ``|gamma_m| / sum_m' |gamma_m'|`` per channel (stacked to 1; a channel
+    with all gammas 0 is left blank).
     """
     if not factors:
         raise ValueError("no exchange sites to plot")
+    if layers is None:
+        layers = spread_sites(list(factors))
     unknown = [layer for layer in layers if layer not in factors]
     if unknown:
         raise ValueError(f"layers {unknown} are not exchange sites ({list(factors)[:4]}, ...)")

@@ -183,3 +183,10 @@ def find_site(sites: Sequence[str], requested: str) -> str:
     if matches:
         raise ValueError(f"layer {requested!r} is ambiguous: it names {', '.join(matches)}")
     raise ValueError(f"unknown layer {requested!r}: the exchange sites are {shown}")
+
+
+def spread_sites(sites: Sequence[str], count: int = 3) -> list[str]:
+    """The first, middle and last site (fewer when there are fewer): the layers the
+    scaling-factor figure draws by default."""
+    picks = sorted({round(i * (len(sites) - 1) / max(count - 1, 1)) for i in range(count)})
+    return [sites[i] for i in picks]

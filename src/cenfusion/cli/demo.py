@@ -26,11 +26,9 @@ from cenfusion.analysis import (
     site_thresholds,
 )
 from cenfusion.analysis.plots import plot_exchange_history, plot_scaling_factors
-from cenfusion.cli.inspect import spread_sites
 from cenfusion.config import load_config
 from cenfusion.data.synthetic.preview import colorize
 from cenfusion.data.synthetic.writers import write_folder
-from cenfusion.nn import exchange_sites
 from cenfusion.tasks import get_task, load_trained
 
 DEFAULT_CONFIG = "synthetic_rgb_normal"
@@ -83,13 +81,12 @@ def run(args: argparse.Namespace) -> int:
     output = Path(config.output_dir)
     print("\nwhat each exchange site gave away (|γ| < θ), per modality:")
     print(format_statistics(site_statistics(model)))
-    sites = [name for name, _ in exchange_sites(model)]
     figures = output / "gammas.png"
     plot_scaling_factors(
         scaling_factors(model),
         tuple(model.modalities),
         site_thresholds(model),
-        spread_sites(sites),
+        None,
         figures,
     )
     records = (output / "metrics.jsonl").read_text().splitlines()

@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     sites = [name for name, _ in exchange_sites(model)]
     if not sites:
         raise ValueError(f"checkpoint {args.checkpoint!r}: the model has no exchange sites")
-    layers = [find_site(sites, layer) for layer in args.layers or []] or spread_sites(sites)
+    layers = [find_site(sites, layer) for layer in args.layers or []] or None
     feature_layer = find_site(sites, args.feature_layer) if args.feature_layer else None
 
     threshold = args.threshold
@@ -173,10 +173,3 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"wrote {written}")
     return 0
-
-
-def spread_sites(sites: list[str], count: int = 3) -> list[str]:
-    """The first, middle and last site (fewer when there are fewer): the layers drawn by
-    default."""
-    picks = sorted({round(i * (len(sites) - 1) / max(count - 1, 1)) for i in range(count)})
-    return [sites[i] for i in picks]
