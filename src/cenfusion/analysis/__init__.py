@@ -2,7 +2,8 @@
 
 ``scaling_factors``: per-site statistics of gamma; ``feature_maps``: the paper's channel-group
 view of the features; ``theorem``: Theorem 1's collapse probability beside the observed one,
-from the ``|dL/dy|`` that ``OutputGradientMonitor`` records; ``plots`` (needs the ``plot``
+from the ``|dL/dy|`` that ``OutputGradientMonitor`` records; ``knockout``: the exchange switched
+off at chosen sites of a trained model; ``plots`` (needs the ``plot``
 extra): the figures.
 """
 
@@ -16,6 +17,7 @@ from cenfusion.analysis.feature_maps import (
     sample_feature_groups,
     site_features,
 )
+from cenfusion.analysis.knockout import matches_site, switch_exchange_off
 from cenfusion.analysis.output_gradients import OutputGradientMonitor
 from cenfusion.analysis.probes import ExchangeProbe, TheoremProbe
 from cenfusion.analysis.scaling_factors import (
@@ -47,6 +49,7 @@ __all__ = [
     "format_statistics",
     "gamma_statistics",
     "group_feature_maps",
+    "matches_site",
     "display_images",
     "sample_feature_groups",
     "scaling_factors",
@@ -54,4 +57,5 @@ __all__ = [
     "site_statistics",
     "site_thresholds",
     "spread_sites",
+    "switch_exchange_off",
 ]

@@ -35,6 +35,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "their ensemble",
     )
     parser.add_argument(
+        "--exchange-off",
+        nargs="+",
+        default=(),
+        metavar="SITE",
+        help="switch the exchange off at these sites: a site's name or dotted part of it, "
+        "e.g. a stage (layer1); the drop in the scores is what their exchange carries",
+    )
+    parser.add_argument(
         "--speed",
         choices=("exact", "fast"),
         default="exact",
@@ -46,9 +54,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # `--drop depth train.x=1`: the list option swallowed the overrides that followed it
+    # `--drop depth train.x=1`: a list option swallowed the overrides that followed it
     args.overrides += [t for t in args.drop if "=" in t]
     args.drop = [t for t in args.drop if "=" not in t]
+    args.overrides += [t for t in args.exchange_off if "=" in t]
+    args.exchange_off = [t for t in args.exchange_off if "=" not in t]
     config = load_config(args.config, args.overrides)
     task = get_task(config.task)
     options = EvaluateOptions(
@@ -57,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         args.save_images,
         tuple(args.drop),
         args.speed,
+        tuple(args.exchange_off),
     )
     scores, title = task.evaluate_checkpoint(
         config, args.checkpoint, args.split, options, progress=not args.no_progress

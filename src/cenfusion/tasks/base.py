@@ -20,6 +20,7 @@ from typing import Any
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from cenfusion.analysis import switch_exchange_off
 from cenfusion.config import Config, TaskSections
 from cenfusion.engine.checkpoint import load_checkpoint, load_model_state
 from cenfusion.engine.trainer import Trainer
@@ -63,15 +64,23 @@ class EvaluateOptions:
     save_images: Path | None = None
     drop: tuple[str, ...] = ()  # modalities left out (a camera missing)
     speed: str = "exact"  # exact | fast (the host's choice for inference)
+    # exchange sites (or dotted parts of their names, e.g. a stage) whose exchange is off
+    exchange_off: tuple[str, ...] = ()
 
     def restrict(self, model: Any) -> Any:
-        """``model`` without the dropped modalities (itself when none are dropped)."""
-        if not self.drop:
-            return model
-        return model.with_modalities([m for m in model.modalities if m not in self.drop])
+        """``model`` without the dropped modalities (itself when none are dropped), with the
+        exchange off at the ``exchange_off`` sites (in place)."""
+        if self.drop:
+            model = model.with_modalities([m for m in model.modalities if m not in self.drop])
+        if self.exchange_off:
+            switch_exchange_off(model, self.exchange_off)
+        return model
 
     def describe(self) -> str:
-        return f", without {' and '.join(self.drop)}" if self.drop else ""
+        text = f", without {' and '.join(self.drop)}" if self.drop else ""
+        if self.exchange_off:
+            text += f", exchange off at {', '.join(self.exchange_off)}"
+        return text
 
 
 class Task:
