@@ -13,7 +13,8 @@ every number of modalities M, batch B per modality at HxW, it times
   norms, no exchange, no ensemble, cenfusion's max pooling), batch B;
 - the stacked cenfusion model under each ``--options`` entry: ``fp32`` (the default path),
   ``channels_last``, ``bf16`` (autocast), ``compile`` (``torch.compile``, inductor) and
-  ``fast`` (the host's own choice of ``train.speed: fast``, printed), the last four through the
+  ``fast`` (the host's own choice of ``train.speed: fast``, printed) and ``fast+compile`` (that
+  choice with ``torch.compile`` on top, to see whether it would pay), the last five through the
   switches users set (:mod:`cenfusion.engine.speed`, ``autocast_context``), each checked
   against ``fp32`` first.
 
@@ -66,7 +67,7 @@ from benchmarks.list_baseline import list_twin
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-OPTIONS = ("fp32", "channels_last", "bf16", "compile", "fast")
+OPTIONS = ("fp32", "channels_last", "bf16", "compile", "fast", "fast+compile")
 BASELINES = ("list", "unimodal")
 
 
@@ -216,10 +217,12 @@ def make_variant(
     model = copy.deepcopy(cen)
     config = TrainConfig(channels_last=variant == "channels_last", compile=variant == "compile")
     bf16 = variant == "bf16"
-    if variant == "fast":  # the host's own choice (cenfusion.engine.speed.choose_settings)
+    if variant in ("fast", "fast+compile"):  # the host's own choice (engine.speed)
         chosen = choose_settings("training", "fast", host_capabilities(device))
         print(f"fast on this host: {chosen.describe()}", flush=True)
-        config = TrainConfig(channels_last=chosen.channels_last, compile=chosen.compile)
+        # fast+compile: that choice with torch.compile on top, to check it would not pay
+        compiled = chosen.compile or variant == "fast+compile"
+        config = TrainConfig(channels_last=chosen.channels_last, compile=compiled)
         bf16 = chosen.precision == "bf16"
     call = apply_speed_options(model, config)
     inputs = prepare_inputs(torch.cat(images), config)
@@ -268,7 +271,8 @@ def full_fp32():
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
 
 
-TOLERANCE = {"list": 1e-5, "channels_last": 1e-4, "compile": 1e-4, "bf16": 5e-2, "fast": 5e-2}
+TOLERANCE = {"list": 1e-5, "channels_last": 1e-4, "compile": 1e-4, "bf16": 5e-2, "fast": 5e-2,
+             "fast+compile": 5e-2}  # fmt: skip
 
 
 # --- timing and memory -------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 
 from benchmarks import run as suite
 from cenfusion.cli import bench, main
+from cenfusion.engine.speed import compile_available
 
 
 def test_quick_mode_runs_and_writes_json(tmp_path, capsys):
@@ -82,3 +83,15 @@ def test_cenfusion_bench_outside_a_checkout_says_so(monkeypatch, capsys):
 def test_speed_fast_adds_the_hosts_choice():
     settings, _ = suite.parse_args(["--quick", "--speed", "fast"])
     assert settings.options[-1] == "fast" and "fp32" in settings.options
+
+
+def test_fast_plus_compile_is_the_hosts_choice_compiled():
+    if not compile_available("cpu")[0]:
+        pytest.skip(compile_available("cpu")[1])
+    settings, _ = suite.parse_args(["--quick", "--options", "fast", "fast+compile"])
+    cen = suite.build_cen("pix2pix", 2, settings)
+    fast = suite.make_variant("fast", cen, "pix2pix", 2, settings)
+    compiled = suite.make_variant("fast+compile", cen, "pix2pix", 2, settings)
+    assert fast.call is fast.model  # nothing compiled (torch.compile wraps, lazily)
+    assert compiled.call is not compiled.model
+    assert compiled.call._orig_mod is compiled.model
