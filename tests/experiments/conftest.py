@@ -1,7 +1,8 @@
 import pytest
 import yaml
 
-from cenfusion.data.synthetic.writers import write_nyudv2, write_taskonomy
+from cenfusion.data.synthetic.writers import write_nyudv2
+from tests.experiments.tiny import write_tiny_translation
 
 
 @pytest.fixture(scope="session")
@@ -30,37 +31,4 @@ def segmentation_yaml(tmp_path_factory):
 @pytest.fixture(scope="session")
 def translation_yaml(tmp_path_factory):
     """A YAML config of a 5-level U-Net with ngf 4: one step per run."""
-    root = tmp_path_factory.mktemp("compare-translation")
-    write_taskonomy(
-        root / "data", n_train=2, n_val=2, seed=3, size=(32, 32),
-        domains=("rgb", "reshading", "texture"), progress=False,
-    )  # fmt: skip
-    config = {
-        "task": "translation",
-        "output_dir": str(root / "run"),
-        "model": {
-            "arch": "pix2pix",
-            "modalities": ["texture", "reshading"],
-            "target": "rgb",
-            "ngf": 4,
-            "ndf": 4,
-            "num_downs": 5,
-        },
-        "data": {
-            "format": "taskonomy",
-            "root": str(root / "data"),
-            "load_size": [32, 32],
-            "crop_size": [32, 32],
-        },
-        "train": {
-            "batch_size": 2,
-            "epochs": 1,
-            "max_steps_per_epoch": 1,
-            "lam": 0.01,
-            "sample_every": 0,
-        },
-        "eval": {"batch_size": 2},
-    }
-    path = root / "tiny.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_tiny_translation(tmp_path_factory.mktemp("compare-translation"))

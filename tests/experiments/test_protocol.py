@@ -12,9 +12,9 @@ import torch
 import yaml
 
 from cenfusion.cli import main
-from cenfusion.data.synthetic.writers import write_taskonomy
 from cenfusion.experiments.protocol import Cell, Protocol, format_protocol
 from cenfusion.experiments.runner import CellResult
+from tests.experiments.tiny import write_tiny_translation
 
 LR_B = "optim.stages=[{epochs: 1, encoder_lr: 0.02, decoder_lr: 0.02}]"
 
@@ -315,39 +315,11 @@ class _TinyFeatures(torch.nn.Module):
 def test_a_translation_protocol_runs_and_reports_with_its_own_scores(tmp_path):
     """Tiny Shade + Texture -> RGB through the shipped translation protocol's code path:
     tuning on the validation L1, paired seeds, L1/FID/KID on test, the exchange table."""
-    data = tmp_path / "data"
-    write_taskonomy(data, n_train=2, n_val=2, n_test=2, seed=3, size=(32, 32),
-                    domains=("rgb", "reshading", "texture"), progress=False)  # fmt: skip
     features = tmp_path / "features.pt"
     torch.jit.script(_TinyFeatures()).save(str(features))
-    config = {
-        "task": "translation",
-        "output_dir": str(tmp_path / "run"),
-        "model": {
-            "arch": "pix2pix",
-            "modalities": ["texture", "reshading"],
-            "target": "rgb",
-            "ngf": 4,
-            "ndf": 4,
-            "num_downs": 5,
-        },  # fmt: skip
-        "data": {
-            "format": "taskonomy",
-            "root": str(data),
-            "load_size": [32, 32],
-            "crop_size": [32, 32],
-        },  # fmt: skip
-        "train": {
-            "batch_size": 2,
-            "epochs": 1,
-            "max_steps_per_epoch": 1,
-            "lam": 0.01,
-            "sample_every": 0,
-        },  # fmt: skip
-        "eval": {"batch_size": 2, "inception_weights": str(features), "kid_subset_size": 2},
-    }
-    config_path = tmp_path / "tiny.yaml"
-    config_path.write_text(yaml.safe_dump(config))
+    config_path = write_tiny_translation(
+        tmp_path, n_test=2, inception_weights=str(features), kid_subset_size=2
+    )
     path = write_protocol(
         tmp_path,
         config_path,
