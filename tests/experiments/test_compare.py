@@ -186,6 +186,28 @@ def test_the_table_reports_intervals_and_paired_differences_to_cen():
     assert "`concat-early`: +9.00 ± 12.71 mIoU points (2 paired seeds): not resolved" in text
 
 
+def test_the_last_quarter_gain_is_shown_as_an_improvement_for_either_direction():
+    """mIoU up 0.02 and L1 down 0.03 both still improved: +2.00 points and +0.0300."""
+    from cenfusion.experiments.report import format_markdown, summarise
+
+    def report(task, metric, modalities, change):
+        scores = {name: {metric: 0.5} for name in (*modalities, "ensemble")}
+        cell = {"method": "cen", "seed": 0, "status": "ok", "scores": scores, "error": "",
+                "total_params": 1, "fusion_params": 0, "train_seconds": 1.0,
+                "last_quarter_gain": change}  # fmt: skip
+        machine = {"processor": "x", "threads": 1, "torch": "2", "date": "today"}
+        return {"task": task, "config": "c.yaml", "seeds": 1, "modalities": list(modalities),
+                "methods": ["cen"], "descriptions": {}, "cells": [cell],
+                "machine": machine}  # fmt: skip
+
+    segmentation = report("segmentation", "mean_iou", ("rgb", "depth"), 0.02)
+    translation = report("translation", "l1", ("texture", "reshading"), -0.03)
+    for payload, shown in ((segmentation, "| 2.00 |"), (translation, "| 0.0300 |")):
+        payload["summary"] = summarise(payload)
+        assert payload["summary"][0]["last_quarter_gain"]["mean"] > 0
+        assert shown in format_markdown(payload)
+
+
 def test_cells_report_the_held_out_test_split_and_their_convergence(segmentation_yaml, tmp_path):
     report = Comparison(
         str(segmentation_yaml), ["cen"], seeds=1, output_dir=tmp_path, progress=False,

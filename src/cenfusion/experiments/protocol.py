@@ -39,7 +39,7 @@ from typing import Any
 import yaml
 
 from cenfusion.config import Config, load_config
-from cenfusion.experiments.report import format_markdown, reported_scores, summarise
+from cenfusion.experiments.report import format_markdown, improvement, reported_scores, summarise
 from cenfusion.experiments.runner import machine_info
 from cenfusion.experiments.statistics import Interval, mean_interval, paired_difference
 from cenfusion.experiments.variants import resolve_variants
@@ -587,7 +587,7 @@ def _tuning_test_lines(protocol: Protocol, report: dict[str, Any]) -> list[str]:
         scores = result.get("test_scores") or {}
         values = [shown(scores.get(m, {}).get(headline.key)) for m in modalities]
         values.append(shown(scores.get("ensemble", {}).get(headline.key)))
-        values.append(shown(result.get("last_quarter_gain")))
+        values.append(shown(improvement(result.get("last_quarter_gain"), comparison.sign)))
         run = f"`{cell.method}` `{cell.setting_name}`"
         lines.append(f"| {name} | {run} | " + " | ".join(values) + f" | {result['status']} |")
     return [*lines, ""]

@@ -61,6 +61,12 @@ def _by_seed(cells: list[dict[str, Any]], modalities: list[str], metric: str) ->
     return values
 
 
+def improvement(change: float | None, sign: int) -> float | None:
+    """A run's last-quarter change of the headline metric as an improvement: positive when it
+    still got better (mIoU up, or L1 down with ``sign`` -1)."""
+    return None if change is None else sign * change
+
+
 def summarise(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per method: statuses, mean/std/95 % interval of every (column, metric), the
     paired difference of its ensemble's headline metric to CEN's (``paired_vs_cen``: the
@@ -99,7 +105,9 @@ def summarise(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "train_seconds": _mean_std([c["train_seconds"] for c in ok]),
                 "paired_vs_cen": _paired(_by_seed(ok, modalities, headline), cen),
                 "split": "test" if ok and all(c.get("test_scores") for c in ok) else "val",
-                "last_quarter_gain": _mean_std([c.get("last_quarter_gain") for c in ok]),
+                "last_quarter_gain": _mean_std(
+                    [improvement(c.get("last_quarter_gain"), comparison.sign) for c in ok]
+                ),
             }
         )
     return rows
@@ -170,8 +178,9 @@ def format_markdown(report: dict[str, Any]) -> str:
         f"{report['seeds']} seed(s) per method, paired (seed k: the same initialisation rule "
         "and data order for every method); mean ± half width of the 95 % confidence interval "
         "(Student's t) over the seeds that finished, on the "
-        f"{_splits(rows)} split. `gain last ¼`: the validation {headline.label} gained over the "
-        "last quarter of training (convergence asks for little). "
+        f"{_splits(rows)} split. `gain last ¼`: how much the validation {headline.label} still "
+        "improved over the last quarter of training (positive: still improving; convergence "
+        "asks for little). "
         f"Machine: {machine['processor']}"
         + (f" ({machine['cpu_capability']})" if machine.get("cpu_capability") else "")
         + f", {machine['threads']} threads, torch "
