@@ -95,3 +95,10 @@ def test_a_fast_run_resumes_exactly_like_an_uninterrupted_one(segmentation_confi
 def test_an_unknown_speed_is_refused_naming_the_key(segmentation_config):
     with pytest.raises(ValueError, match="train.speed: expected one of"):
         get_task("segmentation").trainer(segmentation_config("train.speed=warp"), progress=False)
+
+
+def test_settings_given_by_hand_say_so():
+    assert SpeedSettings().reason == "exact: fp32, the default path"
+    hand = SpeedSettings("bf16", channels_last=True, compile=True)
+    assert hand.describe() == "bf16 + channels_last + compile (set by hand)"
+    assert SpeedSettings("bf16", reason="long job").describe() == "bf16 (long job)"

@@ -139,12 +139,19 @@ class HostCapabilities:
 
 @dataclass(frozen=True)
 class SpeedSettings:
-    """What a speed choice turns on: the precision, the memory format, compilation."""
+    """What a speed choice turns on: the precision, the memory format, compilation; ``reason``
+    says why (default: the exact path's, or "set by hand" for any other combination)."""
 
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
-    reason: str = "exact: fp32, the default path"
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.reason:
+            exact = (self.precision, self.channels_last, self.compile) == ("fp32", False, False)
+            default = "exact: fp32, the default path" if exact else "set by hand"
+            object.__setattr__(self, "reason", default)
 
     def describe(self) -> str:
         parts = [self.precision] + (["channels_last"] if self.channels_last else [])
