@@ -314,10 +314,11 @@ class Protocol:
 
     def plan(self) -> list[Cell]:
         """The runs missing now, in the order they should train: the tuning runs the finished
-        ones allow, then seed by seed the chosen methods, then the other methods' seeds."""
+        ones allow, then seed by seed the headline table (each family's chosen method and the
+        untuned families such as the ablations), then the other methods' seeds."""
         choices = {name: self.choose(f) for name, f in self.families.items()}
         tuning = [c for choice in choices.values() for c in choice.missing]
-        chosen, others = [], []
+        headline, others = [], []
         for name, family in self.families.items():
             choice = choices[name]
             if not choice.done:
@@ -325,11 +326,11 @@ class Protocol:
             assert choice.setting is not None
             if family.setting_from is not None:
                 for method in family.methods:
-                    others += [
+                    headline += [
                         Cell(name, method, choice.setting, s, "seeds") for s in range(family.seeds)
                     ]
                 continue
-            chosen += [
+            headline += [
                 Cell(name, choice.method, choice.setting, s, "seeds") for s in range(family.seeds)
             ]
             others += [
@@ -344,7 +345,7 @@ class Protocol:
         place = {cell: index for choice in choices.values() if choice.rounds
                  for index, (cell, _) in enumerate(choice.rounds[-1][1])}  # fmt: skip
         tuning = sorted(tuning, key=lambda c: place[c])
-        by_seed = sorted(chosen, key=lambda c: c.seed) + sorted(others, key=lambda c: c.seed)
+        by_seed = sorted(headline, key=lambda c: c.seed) + sorted(others, key=lambda c: c.seed)
         return [c for c in tuning + by_seed if self.result(c) is None]
 
     # -- running ---------------------------------------------------------------------------
