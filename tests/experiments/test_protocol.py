@@ -1,5 +1,6 @@
 """The benchmark protocol: rounds of tuning on validation, the plan, commands, the report."""
 
+import hashlib
 import json
 import math
 import shlex
@@ -11,9 +12,11 @@ import pytest
 import torch
 import yaml
 
+import cenfusion
 from cenfusion.cli import main
 from cenfusion.experiments.protocol import Cell, Protocol, format_protocol
 from cenfusion.experiments.runner import CellResult
+from cenfusion.models.backbones.pretrained import torchvision_state
 from tests.experiments.tiny import write_tiny_translation
 
 LR_B = "optim.stages=[{epochs: 1, encoder_lr: 0.02, decoder_lr: 0.02}]"
@@ -211,6 +214,31 @@ def test_run_trains_the_missing_cells_with_the_commands_it_records(segmentation_
     assert (
         "## The chosen settings, paired seeds" in (tmp_path / "results" / "README.md").read_text()
     )
+
+
+def test_runs_record_their_trunk_and_another_trunk_is_refused(segmentation_yaml, tmp_path):
+    trunk = tmp_path / "trunk.pt"
+    torch.manual_seed(0)
+    torch.save(torchvision_state(cenfusion.create_backbone("resnet18", 1)), trunk)
+    path = write_protocol(
+        tmp_path,
+        segmentation_yaml,
+        overrides=[f"model.pretrained={trunk}"],
+        knobs={"lr": {"a": []}},
+        families={"cen": {"methods": ["cen"], "tune": ["lr"], "seeds": 1}},
+    )
+    protocol = Protocol.load(path)
+    assert protocol.run(jobs=1, threads=1) == 1
+    cell = Cell("cen", "cen", (("lr", "a"),), 0, "tuning")
+    digest = hashlib.sha256(trunk.read_bytes()).hexdigest()
+    assert protocol.result(cell)["inputs"] == {"model.pretrained": digest}
+    protocol.check_inputs()  # the same trunk: more runs may join
+    torch.manual_seed(1)  # the trunk trained again elsewhere: other weights
+    torch.save(torchvision_state(cenfusion.create_backbone("resnet18", 1)), trunk)
+    with pytest.raises(
+        RuntimeError, match=f"seed0.json started from model.pretrained with SHA-256 {digest[:16]}"
+    ):
+        Protocol.load(path).run(jobs=1, threads=1)
 
 
 @pytest.mark.parametrize(

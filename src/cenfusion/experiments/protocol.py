@@ -40,7 +40,7 @@ import yaml
 
 from cenfusion.config import Config, load_config
 from cenfusion.experiments.report import format_markdown, improvement, reported_scores, summarise
-from cenfusion.experiments.runner import machine_info
+from cenfusion.experiments.runner import input_files, machine_info
 from cenfusion.experiments.statistics import Interval, mean_interval, paired_difference
 from cenfusion.experiments.variants import resolve_variants
 from cenfusion.tasks import get_task
@@ -393,6 +393,23 @@ class Protocol:
                     f"{step.creates}"
                 )
 
+    def check_inputs(self) -> None:
+        """Refuse to train more runs from another trunk than the finished ones started from
+        (a trunk trained again on another host differs, and runs are compared seed by seed)."""
+        assert self.base is not None
+        current = input_files(self.base)
+        for path in sorted(self.results.glob("*/*/seed*.json")):
+            recorded = json.loads(path.read_text()).get("inputs") or {}
+            for key, digest in recorded.items():
+                if current.get(key) != digest:
+                    now = current.get(key, "nothing")
+                    raise RuntimeError(
+                        f"{self.path}: {path} started from {key} with SHA-256 {digest[:16]}..., "
+                        f"but {key} here is {getattr(self.base.model, 'pretrained', None)} with "
+                        f"{now[:16]}...; put the file those runs started from back, or move "
+                        f"{self.results} away to start the protocol over"
+                    )
+
     def run(self, jobs: int = 1, threads: int | None = None, limit_s: float | None = None) -> int:
         """Train what is missing, ``jobs`` runs at a time (each ``threads`` threads), until
         nothing is left or ``limit_s`` has passed (running cells are stopped; they resume
@@ -400,6 +417,7 @@ class Protocol:
         if jobs < 1:
             raise ValueError(f"--jobs: expected at least 1, got {jobs}")
         self.run_prepare(threads=None if threads is None else threads * jobs)
+        self.check_inputs()
         start = time.monotonic()
         env = _thread_env(threads)
         running: dict[Cell, subprocess.Popen] = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import platform
 import shlex
@@ -66,6 +67,9 @@ class CellResult:
     # the exchange monitors (``penalised_below_theta``: the share of each site's penalised
     # channels below theta, per modality), to plot the exchange over training
     epochs: list[dict[str, Any]] = field(default_factory=list)
+    # the SHA-256 of each file the run started from, by its config key (``model.pretrained``):
+    # runs compared with each other must have started from the same trunk
+    inputs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -239,7 +243,7 @@ def train_cell(config: Config, method: str, seed: int) -> CellResult:
     cell_dir = Path(config.output_dir)
     # a kill during the checkpoint rotation can leave previous.pt alone: resume from it too
     resume = any((cell_dir / name).is_file() for name in ("last.pt", "previous.pt"))
-    result = CellResult(method, seed, "ok", machine=machine_info())
+    result = CellResult(method, seed, "ok", machine=machine_info(), inputs=input_files(config))
     with (cell_dir / "train.log").open("a", buffering=1) as log, contextlib.redirect_stdout(log):
         try:
             trainer = get_task(config.task).trainer(config, resume=resume, progress=False)
@@ -315,6 +319,19 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return ""
+
+
+def input_files(config: Config) -> dict[str, str]:
+    """``{config key: SHA-256}`` of the files a run starts from: the pretrained trunk
+    (``model.pretrained``) where one is set; empty otherwise."""
+    path = getattr(config.model, "pretrained", None)
+    if not path:
+        return {}
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return {"model.pretrained": digest.hexdigest()}
 
 
 def machine_info() -> dict[str, Any]:
