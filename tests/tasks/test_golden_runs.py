@@ -8,12 +8,14 @@ accumulation and the generator in training mode for evaluation. Today's code mus
 every number. On the kind of CPU that recorded them (``golden_metrics/machine.json``: an Intel
 Xeon with AMX) they have been bit-identical, and are held to a relative 1e-5. On another kind of
 CPU oneDNN's kernels round differently and the runs carry that along, so the comparison takes
-the tolerances ``FOREIGN`` holds, three to six times what was measured between that Xeon and an
-AMD EPYC with AVX512-BF16: losses and image errors 8e-4 relative; the alignment loss, an MMD of
-nearly equal means, 1.1e-2; accuracies, IoUs and SSIM, which move by whole pixels, 5.7e-3
-absolute; FID and KID of two images (a rank-one covariance whose matrix square root amplifies
-rounding) 1.4e-2 relative. A refactor that changes a computation moves the first step's losses
-by far more.
+the tolerances ``FOREIGN`` holds, about three times the largest deviation measured on two other
+kinds (an AMD EPYC with AVX512-BF16, an AMD EPYC with AVX2 only): losses and image errors 2e-3
+relative (5e-3 allowed); the alignment loss, an MMD of nearly equal means, 6.3e-2 (0.2);
+accuracies, mean IoU and SSIM, which move by whole pixels, 1.6e-2 absolute (5e-2); one class's
+IoU, where a class of a few pixels in these tiny images moves most, 6.9e-2 (0.2); FID and KID
+of two images (a rank-one covariance whose matrix square root amplifies rounding) 3.1e-2
+relative (5e-2). A refactor that changes a computation moves the first step's losses by far
+more.
 """
 
 from __future__ import annotations
@@ -39,11 +41,9 @@ SAME_CPU = 1e-5
 FOREIGN = {
     "fid": ("rel", 5e-2),
     "kid_x100": ("rel", 5e-2),
-    "align": ("rel", 5e-2),
-    **{
-        k: ("abs", 2e-2)
-        for k in ("pixel_accuracy", "mean_accuracy", "mean_iou", "per_class_iou", "ssim")
-    },  # fmt: skip
+    "align": ("rel", 0.2),
+    "per_class_iou": ("abs", 0.2),
+    **{k: ("abs", 5e-2) for k in ("pixel_accuracy", "mean_accuracy", "mean_iou", "ssim")},
 }
 DEFAULT_FOREIGN = ("rel", 5e-3)
 
@@ -107,7 +107,8 @@ def test_run_reproduces_recorded_metrics(work: Path, name: str) -> None:
 
 def test_the_tolerances_are_strict_on_the_recording_cpu_and_measured_elsewhere() -> None:
     assert tolerance("seg-cen[1].val.rgb.per_class_iou[3]", True) == ("rel", 1e-5)
-    assert tolerance("seg-cen[1].val.rgb.per_class_iou[3]", False) == ("abs", 2e-2)
+    assert tolerance("seg-cen[1].val.rgb.per_class_iou[3]", False) == ("abs", 0.2)
+    assert tolerance("seg-cen[1].val.rgb.mean_iou", False) == ("abs", 5e-2)
     assert tolerance("tr-cen[0].val.ensemble.fid", False) == ("rel", 5e-2)
     assert tolerance("seg-cen[0].ce_branches", False) == ("rel", 5e-3)
     with pytest.raises(AssertionError, match="ce_branches"):
