@@ -15,7 +15,7 @@ import yaml
 import cenfusion
 from cenfusion.cli import main
 from cenfusion.experiments.protocol import Cell, Protocol, format_protocol
-from cenfusion.experiments.runner import CellResult
+from cenfusion.experiments.runner import CellResult, machine_info
 from cenfusion.models.backbones.pretrained import torchvision_state
 from tests.experiments.tiny import write_tiny_translation
 
@@ -167,8 +167,17 @@ def test_seeds_of_the_chosen_settings_come_seed_major_after_every_tuning_run(
     rows = {row["method"]: row for row in report["table"]["summary"]}
     assert rows["cen"]["ok"] == 3 and rows["concat-late"]["ok"] == 2
     assert rows["unimodal-rgb"]["split"] == "test"
+    # one tuning run records where it trained: the tuning table names that machine
+    early = protocol.result_path(Cell("concat", "concat-early", (("lr", "a"),), 0, "tuning"))
+    recorded = json.loads(early.read_text())
+    early.write_text(json.dumps({**recorded, "machine": {**machine_info(), "processor": "CPU X"}}))
     text = format_protocol(protocol, report)
-    assert "| concat | method | `concat-early` `lra` | 50.00 | **best** |" in text
+    capability = torch.backends.cpu.get_cpu_capability()
+    assert (
+        f"| concat | method | `concat-early` `lra` | 50.00 | **best** | CPU X ({capability}) |"
+        in text
+    )
+    assert "| concat | lr | `concat-early` `lrb` | 40.00 |  |  |" in text  # none recorded
     # every tuning run's test scores, per branch, to read before the seeds are in
     assert text.count("| cen | `cen` `lam1e-1_lra` | 50.00 | 50.00 | 50.00 | — | ok |") == 1
     assert (

@@ -39,7 +39,13 @@ from typing import Any
 import yaml
 
 from cenfusion.config import Config, load_config
-from cenfusion.experiments.report import format_markdown, improvement, reported_scores, summarise
+from cenfusion.experiments.report import (
+    format_markdown,
+    improvement,
+    machine_label,
+    reported_scores,
+    summarise,
+)
 from cenfusion.experiments.runner import input_files, machine_info
 from cenfusion.experiments.statistics import Interval, mean_interval, paired_difference
 from cenfusion.experiments.variants import resolve_variants
@@ -529,8 +535,12 @@ def format_protocol(protocol: Protocol, report: dict[str, Any]) -> str:
         "",
         "## Tuning (seed 0, validation)",
         "",
-        f"| family | round | candidate | validation {headline.label} | |",
-        "|---|---|---|---|---|",
+        "`machine`: where each run trained. The same run on another kind of CPU lands about a "
+        "seed's noise away (its kernels round differently and training carries that along), so "
+        "candidates compared across machines are compared less tightly.",
+        "",
+        f"| family | round | candidate | validation {headline.label} | | machine |",
+        "|---|---|---|---|---|---|",
     ]
     for name, choice in report["choices"].items():
         family = protocol.families[name]
@@ -540,12 +550,13 @@ def format_protocol(protocol: Protocol, report: dict[str, Any]) -> str:
                 if choice.done
                 else choice.error
             )
-            lines.append(f"| {name} | — | {', '.join(family.methods)} | — | {status} |")
+            lines.append(f"| {name} | — | {', '.join(family.methods)} | — | {status} | |")
             continue
         for round_name, scored in choice.rounds:
             finite = [s for _, s in scored if s is not None and s == s]
             best = max(finite) if finite and len(finite) == len(scored) else None
             for cell, score in scored:
+                machine = machine_label((protocol.result(cell) or {}).get("machine") or {})
                 if score is None:
                     shown, mark = "pending", ""
                 elif score != score:
@@ -555,9 +566,11 @@ def format_protocol(protocol: Protocol, report: dict[str, Any]) -> str:
                     shown = f"{value:.{headline.digits}f}"
                     mark = "**best**" if best is not None and score == best else ""
                 candidate = f"`{cell.method}` `{cell.setting_name}`"
-                lines.append(f"| {name} | {round_name} | {candidate} | {shown} | {mark} |")
+                lines.append(
+                    f"| {name} | {round_name} | {candidate} | {shown} | {mark} | {machine} |"
+                )
         if choice.error and family.setting_from is None:
-            lines.append(f"| {name} | | | | {choice.error} |")
+            lines.append(f"| {name} | | | | {choice.error} | |")
     lines.append("")
     lines += _tuning_test_lines(protocol, report)
     lines += _exchange_lines(protocol, report)

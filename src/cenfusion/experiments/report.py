@@ -128,6 +128,14 @@ def _cell(stats: dict[str, float] | None, scale: float, digits: int) -> str:
     return text
 
 
+def machine_label(machine: dict[str, Any]) -> str:
+    """``processor (capability)`` of a run's recorded machine; empty when none was recorded."""
+    if not machine:
+        return ""
+    capability = machine.get("cpu_capability")
+    return str(machine.get("processor", "?")) + (f" ({capability})" if capability else "")
+
+
 def _cells_machine(report: dict[str, Any]) -> dict[str, Any]:
     """Where the finished cells trained (the first one's machine; the report's own for cells
     written before cells recorded it). Several machines are named in ``processor``."""
@@ -136,7 +144,7 @@ def _cells_machine(report: dict[str, Any]) -> dict[str, Any]:
     ]
     if not machines:
         return report["machine"]
-    names = sorted({m["processor"] + f" ({m.get('cpu_capability')})" for m in machines})
+    names = sorted({machine_label(m) for m in machines})
     first = dict(machines[0])
     if len(names) > 1:
         first["processor"], first["cpu_capability"] = " / ".join(names), None
