@@ -556,11 +556,12 @@ def format_protocol(protocol: Protocol, report: dict[str, Any]) -> str:
             finite = [s for _, s in scored if s is not None and s == s]
             best = max(finite) if finite and len(finite) == len(scored) else None
             for cell, score in scored:
-                machine = machine_label((protocol.result(cell) or {}).get("machine") or {})
+                result = protocol.result(cell) or {}
+                machine = machine_label(result.get("machine") or {})
                 if score is None:
                     shown, mark = "pending", ""
                 elif score != score:
-                    shown, mark = (protocol.result(cell) or {}).get("status", "failed"), ""
+                    shown, mark = result.get("status", "failed"), ""
                 else:
                     value = task.comparison.sign * score * headline.scale
                     shown = f"{value:.{headline.digits}f}"

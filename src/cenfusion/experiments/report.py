@@ -189,9 +189,7 @@ def format_markdown(report: dict[str, Any]) -> str:
         f"{_splits(rows)} split. `gain last ¼`: how much the validation {headline.label} still "
         "improved over the last quarter of training (positive: still improving; convergence "
         "asks for little). "
-        f"Machine: {machine['processor']}"
-        + (f" ({machine['cpu_capability']})" if machine.get("cpu_capability") else "")
-        + f", {machine['threads']} threads, torch "
+        f"Machine: {machine_label(machine)}, {machine['threads']} threads, torch "
         f"{machine['torch']}{', ' + machine['cuda'] if machine.get('cuda') else ''} "
         f"({machine['date']}).",
         "",
