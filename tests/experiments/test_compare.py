@@ -269,3 +269,37 @@ def test_jobs_train_cells_in_parallel_processes_then_tabulate(segmentation_yaml,
     report = json.loads((tmp_path / "grid" / "results.json").read_text())
     assert [c["status"] for c in report["cells"]] == ["ok", "ok"]
     assert (results / "unimodal-rgb" / "seed0.json").is_file()
+
+
+def test_a_finished_run_trains_on_when_asked_to_converge_and_keeps_its_schedule_score(
+    segmentation_yaml, tmp_path
+):
+    # one scheduled epoch: its gain over the last quarter cannot be measured, so a run asked
+    # to converge within one more epoch trains that epoch
+    fresh = Comparison(
+        str(segmentation_yaml), ["cen"], 1, tmp_path / "fresh", ["train.until_converged=1"],
+        progress=False,
+    ).run()["cells"][0]  # fmt: skip
+    assert len(fresh["epochs"]) == 2 and fresh["scheduled_epochs"] == 1
+    assert fresh["schedule_end_score"] == fresh["val_curve"][0][1]
+    first = Comparison(
+        str(segmentation_yaml), ["cen"], 1, tmp_path / "later", progress=False
+    ).run()["cells"][0]
+    assert len(first["epochs"]) == 1
+    later = Comparison(
+        str(segmentation_yaml), ["cen"], 1, tmp_path / "later", ["train.until_converged=1"],
+        progress=False,
+    )  # fmt: skip
+    (variant,) = later.variants()
+    previous = runner_module.CellResult(**first)
+    assert runner_module.trains_on(previous, later.cell_config(variant, 0))
+    second = later.run()["cells"][0]
+    log = (tmp_path / "later" / "cells" / "cen" / "seed0" / "train.log").read_text()
+    assert "resumed from" in log
+    assert json.dumps(second["scores"]) == json.dumps(fresh["scores"])  # resumed exactly
+    assert len(second["epochs"]) == 2
+    # the score its tuning round compared stays the first run's
+    assert second["schedule_end_score"] == first["scores"]["ensemble"]["mean_iou"]
+    assert not runner_module.trains_on(
+        runner_module.CellResult(**second), later.cell_config(variant, 0)
+    )

@@ -381,3 +381,43 @@ def test_a_translation_protocol_runs_and_reports_with_its_own_scores(tmp_path):
     text = (tmp_path / "results" / "README.md").read_text()
     assert "## The chosen settings, paired seeds" in text and "## What the exchange did" in text
     assert "`unimodal-texture`" in text and "`average-early`" in text
+
+
+def test_with_until_converged_tuning_stops_at_the_schedule_and_the_chosen_seeds_converge(
+    segmentation_yaml, tmp_path
+):
+    path = write_protocol(
+        tmp_path,
+        segmentation_yaml,
+        overrides=["train.until_converged=3"],
+        knobs={"lr": {"a": [], "b": [LR_B]}},
+        families={"cen": {"methods": ["cen"], "tune": ["lr"], "seeds": 2}},
+    )
+    protocol = Protocol.load(path)
+    tuning = protocol.plan()
+    assert [c.purpose for c in tuning] == ["tuning", "tuning"]
+    for cell in tuning:  # a tuning run compares the score at the end of the schedule
+        assert "train.until_converged=0" in protocol.cell_command(cell)
+        # option a: 0.5 at the schedule's end, still rising; option b: 0.45, flat
+        curve = [[1, 0.3], [2, 0.5]] if cell.setting_name == "lra" else [[1, 0.45], [2, 0.45]]
+        finish(protocol, cell, curve[-1][1])
+        result = protocol.result(cell)
+        result.update(val_curve=curve, epochs=[{"epoch": 1}, {"epoch": 2}], scheduled_epochs=2)
+        protocol.result_path(cell).write_text(json.dumps(result))
+    plan = protocol.plan()
+    # the chosen setting's seed 0 has not converged: it trains on, as does seed 1
+    assert names(plan) == [("cen", "lra", 0), ("cen", "lra", 1)]
+    assert "train.until_converged=0" not in protocol.cell_command(plan[0])
+    seed0 = protocol.result(plan[0])
+    # trained on to converge: a higher final score, the schedule's end score kept
+    seed0.update(
+        val_curve=[[1, 0.3], [2, 0.5], [3, 0.6], [4, 0.6]],
+        epochs=[{"epoch": e} for e in range(1, 5)],
+        schedule_end_score=0.5,
+        scores={**seed0["scores"], "ensemble": {"mean_iou": 0.6}},
+    )
+    protocol.result_path(plan[0]).write_text(json.dumps(seed0))
+    assert names(protocol.plan()) == [("cen", "lra", 1)]
+    assert protocol.validation_score(plan[0]) == 0.5
+    choice = protocol.choose(protocol.families["cen"])
+    assert choice.setting == (("lr", "a"),)

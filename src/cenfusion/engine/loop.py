@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import random
 from collections.abc import Iterator
@@ -281,6 +282,15 @@ def check_train_settings(config: Config) -> BatchPlan:
     check_nonfinite_policy(t.nonfinite)
     if t.checkpoint_every < 0:
         raise ValueError(f"train.checkpoint_every: expected >= 0, got {t.checkpoint_every}")
+    if t.until_converged < 0:
+        raise ValueError(f"train.until_converged: expected >= 0, got {t.until_converged}")
+    if t.until_converged and not t.eval_every:
+        raise ValueError(
+            f"train.until_converged={t.until_converged} needs validation: train.eval_every is 0"
+        )
+    if not (t.converged_gain > 0 and math.isfinite(t.converged_gain)):
+        gain = t.converged_gain
+        raise ValueError(f"train.converged_gain: expected a positive number, got {gain}")
     return BatchPlan(t.batch_size, distributed.world_size(), t.accumulate_steps)
 
 

@@ -41,6 +41,7 @@ from cenfusion.engine.checkpoint import (
     rng_state,
     rotate_and_save,
 )
+from cenfusion.engine.convergence import last_quarter_gain
 from cenfusion.engine.faults import StopRequests, TrainingInterrupted
 from cenfusion.engine.loop import (
     BatchPlan,
@@ -103,10 +104,13 @@ class TrainingParts:
     ``model`` is what checkpoints hold (it needs ``modalities`` and ``ensemble``);
     ``optimisers`` are saved under their keys; ``datasets["train"]`` is iterated;
     ``epochs`` is the length of the schedule. ``start_epoch(epoch)`` puts the model in
-    training mode and applies the schedule (default: ``model.train()``);
+    training mode and applies the schedule, its last stage beyond its end (default:
+    ``model.train()``);
     ``epoch_entries()`` adds entries (learning rates) after the step means; ``after_epoch``
     hooks run in order; ``step_shown`` and ``epoch_shown`` say what the progress bar and the
-    line after each epoch print (alpha and the time always follow).
+    line after each epoch print (alpha and the time always follow);
+    ``validation_score(record)`` reads an epoch's validation score, larger is better (None:
+    not validated), for ``train.until_converged``.
     """
 
     kind: str
@@ -121,6 +125,7 @@ class TrainingParts:
     probes: Sequence[EpochProbe] = ()
     step_shown: Sequence[Shown] = ()
     epoch_shown: Sequence[Shown] = field(default_factory=tuple)
+    validation_score: Callable[[dict[str, Any]], float | None] | None = None
 
 
 def prepare_run(config: Config) -> RunSetup:
@@ -173,6 +178,10 @@ class Trainer:
         resume: bool | str = False,
         progress: bool = True,
     ) -> None:
+        if config.train.until_converged and parts.validation_score is None:
+            raise ValueError(
+                f"train.until_converged: a {parts.kind} trainer without a validation score"
+            )
         self.config = config
         self.parts = parts
         self.model = parts.model
@@ -229,7 +238,8 @@ class Trainer:
             print(f"resumed from {path} at {where}")
 
     def fit(self) -> list[dict[str, Any]]:
-        """Train to the end of the schedule; returns the per-epoch records.
+        """Train to the end of the schedule, and on until converged with
+        ``train.until_converged`` (see :meth:`continues`); returns the per-epoch records.
 
         Raises :class:`~cenfusion.engine.faults.NonFiniteLossError` (``train.nonfinite: stop``)
         and :class:`~cenfusion.engine.faults.TrainingInterrupted` (SIGINT/SIGTERM, after saving
@@ -245,16 +255,44 @@ class Trainer:
                 self.log.rewrite(self.history)
         deterministic = deterministic_mode(config.train.deterministic, config.train.seed)
         with deterministic, StopRequests() as stop:
-            for epoch in range(self.start_epoch, epochs):
-                record = self.train_epoch(epoch, epochs, stop)
+            epoch = self.start_epoch
+            while self.continues(epoch):
+                # past the schedule every epoch is, for now, the last (validated, counted)
+                shown = max(epochs, epoch + 1)
+                record = self.train_epoch(epoch, shown, stop)
                 for hook in self.parts.after_epoch:
-                    hook(epoch, epochs, record)
+                    hook(epoch, shown, record)
                 self.history.append(record)
                 self.log.write(record, self.history)
                 self.save(epoch)
+                epoch += 1
         distributed.barrier()
         self.log.close()
         return self.history
+
+    def continues(self, done: int) -> bool:
+        """Whether another epoch trains after ``done`` epochs: the schedule's, then with
+        ``train.until_converged`` N, up to N more at its last rates while the validation score
+        gained ``train.converged_gain`` or more over the last quarter of the epochs done. The
+        answer depends on the history only, so a resumed run takes the same decisions."""
+        scheduled, t = self.parts.epochs, self.config.train
+        if done < scheduled:
+            return True
+        score = self.parts.validation_score
+        if not t.until_converged or score is None or done >= scheduled + t.until_converged:
+            return False
+        curve = [(r["epoch"], s) for r in self.history if (s := score(r)) is not None]
+        gain = last_quarter_gain(curve, done)
+        if gain is not None and gain < t.converged_gain:
+            return False
+        if self.main:
+            shown = "not measured" if gain is None else f"{gain:+.4g}"
+            print(
+                f"after epoch {done}: validation gain over the last quarter {shown} (converged "
+                f"below {t.converged_gain:g}): epoch {done + 1} at the last rates "
+                f"({done + 1 - scheduled} of at most {t.until_converged} more)"
+            )
+        return True
 
     def train_epoch(
         self, epoch: int, epochs: int, stop: StopRequests | None = None

@@ -46,7 +46,7 @@ from cenfusion.experiments.report import (
     reported_scores,
     summarise,
 )
-from cenfusion.experiments.runner import input_files, machine_info
+from cenfusion.experiments.runner import CellResult, input_files, machine_info, trains_on
 from cenfusion.experiments.statistics import Interval, mean_interval, paired_difference
 from cenfusion.experiments.variants import resolve_variants
 from cenfusion.tasks import get_task
@@ -142,6 +142,7 @@ class Protocol:
     prepare: tuple[PrepareStep, ...] = ()
     title: str = ""
     base: Config | None = None  # the base config with the protocol's overrides
+    _configs: dict[tuple[tuple[str, str], ...], Config] = field(default_factory=dict, repr=False)
 
     # -- reading ---------------------------------------------------------------------------
     @classmethod
@@ -263,17 +264,39 @@ class Protocol:
         return json.loads(path.read_text()) if path.is_file() else None
 
     def validation_score(self, cell: Cell) -> float | None:
-        """The ensemble's headline metric on validation (sign-adjusted: higher is better);
-        nan for a run that diverged or failed, None for one not run."""
+        """The ensemble's headline metric on validation at the end of the schedule, as the
+        cell's first run scored it (sign-adjusted: higher is better); nan for a run that
+        diverged or failed, None for one not run."""
         result = self.result(cell)
         if result is None:
             return None
         task = get_task(self.task)
         key, sign = task.comparison.headline.key, task.comparison.sign
-        value = (result.get("scores") or {}).get("ensemble", {}).get(key)
+        value = result.get("schedule_end_score")
+        if value is None:  # a run from before extensions: its final score is the schedule's
+            value = (result.get("scores") or {}).get("ensemble", {}).get(key)
         if result.get("status") != "ok" or value is None:
             return float("nan")
         return sign * float(value)
+
+    def cell_config(self, cell: Cell) -> Config:
+        """The config a cell trains with: the base, the protocol's and its setting's overrides."""
+        key = cell.setting
+        if key not in self._configs:
+            overrides = [*self.overrides, *self.setting_overrides(cell.setting)]
+            self._configs[key] = load_config(self.config, overrides)
+        return self._configs[key]
+
+    def missing(self, cell: Cell) -> bool:
+        """Whether a cell still has to train: not run yet, or, among the seeds, run but not
+        converged where ``train.until_converged`` asks it to be (tuning compares the score at
+        the end of the schedule, which a run has either way)."""
+        result = self.result(cell)
+        if result is None:
+            return True
+        if cell.purpose != "seeds" or result.get("status") != "ok":
+            return False
+        return trains_on(CellResult(**result), self.cell_config(cell))
 
     def default_setting(self, family: Family) -> dict[str, str]:
         return {k: next(iter(self.knobs[k])) for k in family.tune if k != METHOD_ROUND}
@@ -352,17 +375,22 @@ class Protocol:
                  for index, (cell, _) in enumerate(choice.rounds[-1][1])}  # fmt: skip
         tuning = sorted(tuning, key=lambda c: place[c])
         by_seed = sorted(headline, key=lambda c: c.seed) + sorted(others, key=lambda c: c.seed)
-        return [c for c in tuning + by_seed if self.result(c) is None]
+        return [c for c in tuning + by_seed if self.missing(c)]
 
     # -- running ---------------------------------------------------------------------------
     def cell_command(self, cell: Cell) -> list[str]:
-        """The ``cenfusion compare`` call that trains one cell (as its result records it)."""
+        """The ``cenfusion compare`` call that trains one cell (as its result records it).
+        A tuning run stops at the end of the schedule even where ``train.until_converged``
+        is set: its round compares that score, and a chosen one trains on among the seeds."""
+        assert self.base is not None
+        stop = cell.purpose == "tuning" and self.base.train.until_converged > 0
         return [
             "cenfusion",
             "compare",
             self.config,
             *self.overrides,
             *self.setting_overrides(cell.setting),
+            *(["train.until_converged=0"] if stop else []),
             "--methods",
             cell.method,
             "--seeds",

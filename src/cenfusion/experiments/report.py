@@ -108,6 +108,7 @@ def summarise(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "last_quarter_gain": _mean_std(
                     [improvement(c.get("last_quarter_gain"), comparison.sign) for c in ok]
                 ),
+                "epochs": _mean_std([len(c["epochs"]) for c in ok if c.get("epochs")]),
             }
         )
     return rows
@@ -188,7 +189,8 @@ def format_markdown(report: dict[str, Any]) -> str:
         "(Student's t) over the seeds that finished, on the "
         f"{_splits(rows)} split. `gain last ¼`: how much the validation {headline.label} still "
         "improved over the last quarter of training (positive: still improving; convergence "
-        "asks for little). "
+        "asks for little); `epochs`: how many a run trained (more than its schedule where "
+        "`train.until_converged` trained it on until converged). "
         f"Machine: {machine_label(machine)}, {machine['threads']} threads, torch "
         f"{machine['torch']}{', ' + machine['cuda'] if machine.get('cuda') else ''} "
         f"({machine['date']}).",
@@ -200,7 +202,7 @@ def format_markdown(report: dict[str, Any]) -> str:
         f"ensemble {headline.label}",
         *[column.label for column in comparison.ensemble],
     ]
-    header += ["gain last ¼", "params", "fusion params", "train s", "runs"]
+    header += ["gain last ¼", "epochs", "params", "fusion params", "train s", "runs"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         scores = row["scores"]
@@ -213,6 +215,7 @@ def format_markdown(report: dict[str, Any]) -> str:
         values = [_cell(get(output, c.key), c.scale, c.digits) for output, c in columns]
         values += [
             _cell(row.get("last_quarter_gain"), headline.scale, headline.digits),
+            _cell(row.get("epochs"), 1, 1),
             _count(row["total_params"]),
             _count(row["fusion_params"]),
             _cell(row["train_seconds"], 1, 0),

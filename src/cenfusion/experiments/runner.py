@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import platform
 import shlex
 import subprocess
@@ -28,6 +29,7 @@ from tqdm import tqdm
 
 from cenfusion.config import Config, load_config
 from cenfusion.engine.checkpoint import write_text_atomic
+from cenfusion.engine.convergence import has_converged, last_quarter_gain
 from cenfusion.engine.faults import NonFiniteLossError
 from cenfusion.engine.trainer import show_bars
 from cenfusion.experiments.report import format_markdown, summarise
@@ -54,6 +56,11 @@ class CellResult:
     val_curve: list[list[float]] = field(default_factory=list)
     # its gain over the last quarter of training: convergence asks for a small one
     last_quarter_gain: float | None = None
+    # the schedule's epochs (more were trained with train.until_converged), and the headline
+    # at its end, from the cell's first run: a protocol tunes on that score, so a cell trained
+    # on later to converge keeps the choice it took part in
+    scheduled_epochs: int | None = None
+    schedule_end_score: float | None = None
     # the scores on the held-out test split, when the data set has one (data.test_list)
     test_scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     # the command that trains (or tabulates) this cell alone
@@ -225,15 +232,21 @@ class Comparison:
         config = self.cell_config(variant, seed)
         cell_dir = Path(config.output_dir)
         result_path = self.result_path(variant, seed)
+        previous = None
         if result_path.is_file():
             previous = CellResult(**json.loads(result_path.read_text()))
-            if previous.status == "ok" or not self.retry_failed:
+            if previous.status == "ok" and not trains_on(previous, config):
+                return previous
+            if previous.status != "ok" and not self.retry_failed:
                 return previous
         if self.report_only or not train:
-            return CellResult(variant.name, seed, "pending")
+            ok = previous is not None and previous.status == "ok"
+            return previous if ok else CellResult(variant.name, seed, "pending")
         cell_dir.mkdir(parents=True, exist_ok=True)
         result = train_cell(config, variant.name, seed)
         result.command = self.cell_command(variant, seed)
+        if previous is not None and previous.status == "ok":  # trained on to converge
+            result.schedule_end_score = schedule_end_score(previous, config)
         write_text_atomic(result_path, json.dumps(asdict(result), indent=2))
         return result
 
@@ -259,6 +272,8 @@ def train_cell(config: Config, method: str, seed: int) -> CellResult:
             task = get_task(config.task)
             result.val_curve = validation_curve(history, task.comparison.headline.key)
             result.last_quarter_gain = last_quarter_gain(result.val_curve, len(history))
+            result.scheduled_epochs = trainer.parts.epochs
+            result.schedule_end_score = schedule_end_score(result, config)
             if (Path(config.data.root) / config.data.test_list).is_file():
                 test = task.build_datasets(config, ("test",))["test"]
                 scores = task.evaluate(trainer.model, test, config, progress=False)
@@ -300,14 +315,34 @@ def validation_curve(history: list[dict[str, Any]], metric: str) -> list[list[fl
     ]
 
 
-def last_quarter_gain(curve: list[list[float]], epochs: int) -> float | None:
-    """The final value minus the one validated last at or before 3/4 of the ``epochs``: how
-    much a run still gained in its last quarter (None without a validation there)."""
-    mark = 0.75 * epochs
-    earlier = [value for epoch, value in curve if epoch <= mark]
-    if not curve or not earlier:
-        return None
-    return curve[-1][1] - earlier[-1]
+def trains_on(result: CellResult, config: Config) -> bool:
+    """Whether a finished run trains on: ``train.until_converged`` asks for a converged run,
+    this one has not converged (``train.converged_gain``) and has trained fewer epochs than
+    its schedule and that allowance (a run from before the setting counts as all schedule)."""
+    allowance = config.train.until_converged
+    if result.status != "ok" or not allowance:
+        return False
+    trained = len(result.epochs)
+    if trained >= (result.scheduled_epochs or trained) + allowance:
+        return False
+    sign = get_task(config.task).comparison.sign
+    curve = [[epoch, sign * value] for epoch, value in result.val_curve]
+    return not has_converged(curve, trained, config.train.converged_gain)
+
+
+def schedule_end_score(result: CellResult, config: Config) -> float | None:
+    """The ensemble's validation headline at the end of the schedule: recorded, or read from
+    the validation curve (the last value at or before the scheduled epochs; a run without
+    ``scheduled_epochs`` predates extensions, so its final score is the schedule's)."""
+    if result.schedule_end_score is not None:
+        return result.schedule_end_score
+    end = result.scheduled_epochs if result.scheduled_epochs is not None else math.inf
+    values = [value for epoch, value in result.val_curve if epoch <= end]
+    if values:
+        return float(values[-1])
+    key = get_task(config.task).comparison.headline.key
+    value = (result.scores or {}).get("ensemble", {}).get(key)
+    return None if value is None else float(value)
 
 
 def _cpu_model() -> str:

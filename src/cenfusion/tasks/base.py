@@ -140,6 +140,12 @@ class Task:
     def format_scores(self, scores: Mapping[str, Any], title: str = "") -> str:
         raise NotImplementedError
 
+    def validation_score(self, record: Mapping[str, Any]) -> float | None:
+        """An epoch record's validation score of the ensemble, the comparison's headline with
+        its sign (larger is better); None for an epoch not validated."""
+        value = (record.get("val") or {}).get("ensemble", {}).get(self.comparison.headline.key)
+        return None if value is None else self.comparison.sign * float(value)
+
     def scores_from_record(self, record: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         """The scores a metrics record's ``val`` entry holds, as :meth:`evaluate` returns them."""
         raise NotImplementedError

@@ -117,6 +117,7 @@ class SegmentationTask(Task):
             ),
             step_shown=(Shown("loss", "loss", ".3f"),),
             epoch_shown=(Shown("loss", "loss", ".4f"), Shown("exchanged", "exchanged", ".1%")),
+            validation_score=self.validation_score,
         )
         return Trainer(config, run, parts, resume=resume, progress=progress)
 

@@ -141,6 +141,7 @@ class TranslationTask(Task):
                 Shown("L1 ensemble", "l1_ensemble", ".4f"),
                 Shown("exchanged", "exchanged", ".1%"),
             ),
+            validation_score=self.validation_score,
         )
         return Trainer(config, run, parts, resume=resume, progress=progress)
 
