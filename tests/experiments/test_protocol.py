@@ -421,3 +421,10 @@ def test_with_until_converged_tuning_stops_at_the_schedule_and_the_chosen_seeds_
     assert protocol.validation_score(plan[0]) == 0.5
     choice = protocol.choose(protocol.families["cen"])
     assert choice.setting == (("lr", "a"),)
+    # trained again from the start on another machine, it diverged: that seed is a diverged
+    # row, and the choice it won on its first run stands
+    seed0.update(status="diverged", scores={}, test_scores={})
+    protocol.result_path(plan[0]).write_text(json.dumps(seed0))
+    assert protocol.validation_score(plan[0]) == 0.5
+    assert protocol.choose(protocol.families["cen"]).setting == (("lr", "a"),)
+    assert names(protocol.plan()) == [("cen", "lra", 1)]

@@ -266,18 +266,18 @@ class Protocol:
     def validation_score(self, cell: Cell) -> float | None:
         """The ensemble's headline metric on validation at the end of the schedule, as the
         cell's first run scored it (sign-adjusted: higher is better); nan for a run that
-        diverged or failed, None for one not run."""
+        diverged or failed before the schedule's end, None for one not run. (A run trained on
+        again to converge that then diverges keeps its first score: the choice it won stands,
+        and its seed is a diverged row of the table.)"""
         result = self.result(cell)
         if result is None:
             return None
         task = get_task(self.task)
         key, sign = task.comparison.headline.key, task.comparison.sign
         value = result.get("schedule_end_score")
-        if value is None:  # a run from before extensions: its final score is the schedule's
-            value = (result.get("scores") or {}).get("ensemble", {}).get(key)
-        if result.get("status") != "ok" or value is None:
-            return float("nan")
-        return sign * float(value)
+        if value is None and result.get("status") == "ok":  # a run from before extensions:
+            value = (result.get("scores") or {}).get("ensemble", {}).get(key)  # the schedule's
+        return float("nan") if value is None else sign * float(value)
 
     def cell_config(self, cell: Cell) -> Config:
         """The config a cell trains with: the base, the protocol's and its setting's overrides."""
