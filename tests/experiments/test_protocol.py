@@ -14,7 +14,7 @@ import yaml
 
 import cenfusion
 from cenfusion.cli import main
-from cenfusion.experiments.protocol import Cell, Protocol, format_protocol
+from cenfusion.experiments.protocol import Cell, Protocol, class_names, format_protocol
 from cenfusion.experiments.runner import CellResult, machine_info
 from cenfusion.models.backbones.pretrained import torchvision_state
 from tests.experiments.tiny import write_tiny_translation
@@ -58,6 +58,7 @@ def finish(protocol, cell, value, status="ok"):
     """Write a cell's result as the runner would, with ``value`` as every mIoU."""
     scores = {name: {"mean_iou": value, "pixel_accuracy": value, "mean_accuracy": value}
               for name in ("rgb", "depth", "ensemble")}  # fmt: skip
+    scores["ensemble"]["per_class_iou"] = [value, 1 - value]
     result = CellResult(cell.method, cell.seed, status, scores=scores, test_scores=scores)
     if cell.method == "cen":  # the exchange monitors: two sites, two modalities
         result.epochs = [
@@ -185,6 +186,11 @@ def test_seeds_of_the_chosen_settings_come_seed_major_after_every_tuning_run(
         "`cen`: `lam1e-2_lra` |" in text
     )
     assert "## Where CEN stands" in text and "0 run(s) are missing" in text
+    # class by class: the chosen methods' ensembles, and CEN against the best other fusion
+    # (the tiny data set names 10 classes, these scores 2: the classes are numbered)
+    assert "| class | `unimodal-rgb` | `cen` | `concat-early` | `cen` − `concat-early` |" in text
+    assert "| class 0 | 40.5 | 37.7 | 37.7 | +0.00 ± 0.00 (3 paired seeds) |" in text
+    assert "| class 1 | 59.5 | 62.3 | 62.3 | +0.00 ± 0.00 (3 paired seeds) |" in text
     # the exchange of every CEN run, tuning runs included; exchange against none per branch;
     # Theorem 1 on the runs with the L1 term and no exchange
     assert "| `cen` `lam1e-1_lra` seed 0 | 75 % (50–100) | 12 % (0–25) | 2 |" in text
@@ -428,3 +434,10 @@ def test_with_until_converged_tuning_stops_at_the_schedule_and_the_chosen_seeds_
     assert protocol.validation_score(plan[0]) == 0.5
     assert protocol.choose(protocol.families["cen"]).setting == (("lr", "a"),)
     assert names(protocol.plan()) == [("cen", "lra", 1)]
+
+
+def test_class_names_come_from_the_data_sets_meta_file(segmentation_yaml, tmp_path):
+    config = Protocol.load(write_protocol(tmp_path, segmentation_yaml)).base
+    meta = json.loads((Path(config.data.root) / "meta.json").read_text())
+    assert class_names(config, len(meta["classes"])) == meta["classes"]
+    assert class_names(config, 2) == ["class 0", "class 1"]  # another count: numbered

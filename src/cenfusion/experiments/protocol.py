@@ -607,7 +607,8 @@ def format_protocol(protocol: Protocol, report: dict[str, Any]) -> str:
         body = format_markdown(report["table"])
         lines += ["## The chosen settings, paired seeds", ""]
         lines += body.split("\n", 2)[2].splitlines()  # drop format_markdown's own title
-        lines += ["", *_branch_lines(report), *_robustness_lines(report)]
+        lines += ["", *_class_lines(protocol, report), *_branch_lines(report)]
+        lines += _robustness_lines(report)
         lines += _theorem_lines(report)
     else:
         lines += ["No family has finished tuning yet.", ""]
@@ -706,6 +707,77 @@ def _exchange_lines(protocol: Protocol, report: dict[str, Any]) -> list[str]:
         first = str(crossed[0]) if crossed else "never"
         name = f"`{result['method']}` `{setting}` seed {result['seed']}"
         lines.append(f"| {name} | " + " | ".join(columns) + f" | {first} |")
+    return [*lines, ""]
+
+
+def class_names(config: Config, count: int) -> list[str]:
+    """The data set's class names from ``meta.json`` in its root (written by ``cenfusion
+    synth`` and ``cenfusion prepare``), else ``class k``."""
+    meta = Path(config.data.root) / "meta.json"
+    try:
+        names = json.loads(meta.read_text()).get("classes")
+    except (OSError, ValueError, AttributeError):
+        names = None
+    if isinstance(names, list) and len(names) == count:
+        return [str(name) for name in names]
+    return [f"class {k}" for k in range(count)]
+
+
+def _class_lines(protocol: Protocol, report: dict[str, Any]) -> list[str]:
+    """Where each family's chosen method wins and loses, class by class: the ensemble's test
+    IoU per class (mean over the seeds) and CEN's paired difference to the best of the
+    others; for scores with a per-class list (segmentation) only."""
+    table = report["table"]
+    chosen = [
+        choice.method
+        for name, choice in report["choices"].items()
+        if choice.done and protocol.families[name].setting_from is None
+    ]
+    per_seed: dict[str, dict[int, list[float]]] = {}
+    for cell in table["cells"]:
+        values = reported_scores(cell).get("ensemble", {}).get("per_class_iou")
+        if cell.get("status") == "ok" and cell["method"] in chosen and values:
+            per_seed.setdefault(cell["method"], {})[int(cell["seed"])] = values
+    methods = [m for m in chosen if m in per_seed]
+    if "cen" not in per_seed or len(methods) < 2:
+        return []
+    comparison = get_task(table["task"]).comparison
+    key = comparison.headline.key
+    summary = {row["method"]: row for row in table["summary"]}
+
+    def mean_score(method: str) -> float:
+        return summary[method]["scores"]["ensemble"][key]["mean"]
+
+    fusions = [m for m in methods if m != "cen" and not m.startswith("unimodal-")]
+    best = max(fusions, key=mean_score) if fusions else None
+    count = len(next(iter(per_seed["cen"].values())))
+    assert protocol.base is not None
+    names = class_names(protocol.base, count)
+    header = [*(f"`{m}`" for m in methods)] + ([f"`cen` − `{best}`"] if best else [])
+    lines = [
+        "## Class by class",
+        "",
+        "Test IoU of each family's chosen method's ensemble per class (mean over its seeds), "
+        + (
+            f"and CEN's paired difference to the best other fusion, `{best}`, with the 95 % "
+            "interval over the seeds both have."
+            if best
+            else "."
+        ),
+        "",
+        "| class | " + " | ".join(header) + " |",
+        "|---|" + "---|" * len(header),
+    ]
+    for k, name in enumerate(names):
+        values = [
+            f"{100 * mean_interval([v[k] for v in per_seed[m].values()]).mean:.1f}" for m in methods
+        ]
+        if best:
+            cen = {s: v[k] for s, v in per_seed["cen"].items()}
+            other = {s: v[k] for s, v in per_seed[best].items()}
+            difference = paired_difference(cen, other)
+            values.append("—" if difference is None else _interval_text(difference, 100))
+        lines.append(f"| {name} | " + " | ".join(values) + " |")
     return [*lines, ""]
 
 
