@@ -640,7 +640,8 @@ def _tuning_test_lines(protocol: Protocol, report: dict[str, Any]) -> list[str]:
         "",
         f"The test {headline.label} of every finished tuning run (seed 0), to read while the "
         "seeds are missing; one seed each, so no interval, and never used to choose. A "
-        "single-modality method's one branch is also its ensemble.",
+        "single-modality method's one branch is also its ensemble. A chosen setting's run "
+        "is also its seed 0: once trained on to converge, its row shows the final scores.",
         "",
         "| family | run | " + " | ".join(modalities) + " | ensemble | gain last ¼ | status |",
         "|---|---|" + "---|" * (len(modalities) + 3),
