@@ -22,6 +22,7 @@ from cenfusion.tasks.translation.training import (
     build_model,
     discriminator_loss,
     generator_loss,
+    rate_factor,
 )
 
 TRANSLATION = get_task("translation")
@@ -92,6 +93,21 @@ def test_training_writes_checkpoints_metrics_and_sample_grids(tiny_config):
     assert not torch.equal(
         after["discriminator.convs.0.weight"], before["discriminator.convs.0.weight"]
     )
+
+
+def test_the_last_epochs_lower_both_rates_linearly_towards_zero(tiny_config):
+    config = tiny_config(
+        "train.epochs=4", "optim.decay_epochs=2", "train.eval_every=0", "train.sample_every=0",
+        "optim.generator_lr=0.003", "optim.discriminator_lr=0.0003",
+    )  # fmt: skip
+    # pix2pix's linear policy: decay epoch k of N at 1 - k / (N + 1); later epochs keep it
+    factors = [rate_factor(config, epoch) for epoch in range(6)]
+    assert factors == pytest.approx([1, 1, 2 / 3, 1 / 3, 1 / 3, 1 / 3])
+    history = TRANSLATION.trainer(config, progress=False).fit()
+    assert [r["lr_generator"] for r in history] == pytest.approx([3e-3, 3e-3, 2e-3, 1e-3])
+    assert [r["lr_discriminator"] for r in history] == pytest.approx([3e-4, 3e-4, 2e-4, 1e-4])
+    with pytest.raises(ValueError, match=r"optim.decay_epochs: expected 0..train.epochs \(2\)"):
+        TRANSLATION.trainer(tiny_config("train.epochs=2", "optim.decay_epochs=3"), progress=False)
 
 
 def test_resume_continues_exactly(tiny_config, tmp_path):

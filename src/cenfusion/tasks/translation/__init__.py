@@ -128,6 +128,8 @@ class TranslationTask(Task):
             datasets=datasets,
             step=step,
             epochs=t.epochs,
+            start_epoch=step.start_epoch,
+            epoch_entries=step.learning_rates,
             after_epoch=(samples, validate),
             probes=(ExchangeProbe(model), theorem),
             step_shown=(

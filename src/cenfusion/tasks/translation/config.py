@@ -49,6 +49,10 @@ class TranslationOptimConfig(OptimConfig):
     discriminator_lr: float = 2e-4
     # Adam betas
     betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    # the last N of train.epochs lower both rates linearly towards zero (pix2pix's "linear"
+    # policy: decay epoch k = 1..N runs at (1 - k / (N + 1)) x the rate; epochs after the
+    # schedule keep the last one); 0: constant rates, the paper's recipe
+    decay_epochs: int = 0
 
 
 @dataclass

@@ -127,6 +127,16 @@ def build_optimisers(model: CENPix2Pix, config: Config) -> dict[str, torch.optim
     }
 
 
+def rate_factor(config: Config, epoch: int) -> float:
+    """The factor of both learning rates in ``epoch`` (0-based): 1, then linearly down over
+    the last ``optim.decay_epochs`` of ``train.epochs``; an epoch after them keeps the last."""
+    decay, epochs = config.optim.decay_epochs, config.train.epochs
+    if not 0 <= decay <= epochs:
+        raise ValueError(f"optim.decay_epochs: expected 0..train.epochs ({epochs}), got {decay}")
+    into_decay = min(epoch, epochs - 1) - (epochs - decay) + 1
+    return 1.0 - max(0, into_decay) / (decay + 1)
+
+
 def discriminator_loss(disc: nn.Module, x: Tensor, y: Tensor, fake: Tensor) -> Tensor:
     """``sum_m 1/2 [BCE(D(x_m, y), 1) + BCE(D(x_m, G_m), 0)]``; x, fake: ``(M*B, ...)``.
 
@@ -187,6 +197,23 @@ class TranslationStep:
         # the generator under channels_last/DDP/compile as configured; D under DDP
         self.generate = apply_speed_options(model.generator, config, wrap=wrap)
         self.discriminate = distributed.wrap(model.discriminator, device)
+        rate_factor(config, 0)  # refuses a bad optim.decay_epochs before training
+
+    def start_epoch(self, epoch: int) -> None:
+        """Training mode and the epoch's learning rates (``optim.decay_epochs``)."""
+        self.model.train()
+        factor = rate_factor(self.config, epoch)
+        o = self.config.optim
+        for optimiser, rate in ((self.g_optimiser, o.generator_lr), (self.d_optimiser,
+                                o.discriminator_lr)):  # fmt: skip
+            for group in optimiser.param_groups:
+                group["lr"] = rate * factor
+
+    def learning_rates(self) -> dict[str, Any]:
+        return {
+            "lr_generator": self.g_optimiser.param_groups[0]["lr"],
+            "lr_discriminator": self.d_optimiser.param_groups[0]["lr"],
+        }
 
     def __call__(
         self,
