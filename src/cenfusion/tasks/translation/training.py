@@ -204,8 +204,8 @@ class TranslationStep:
         self.model.train()
         factor = rate_factor(self.config, epoch)
         o = self.config.optim
-        for optimiser, rate in ((self.g_optimiser, o.generator_lr), (self.d_optimiser,
-                                o.discriminator_lr)):  # fmt: skip
+        rates = ((self.g_optimiser, o.generator_lr), (self.d_optimiser, o.discriminator_lr))
+        for optimiser, rate in rates:
             for group in optimiser.param_groups:
                 group["lr"] = rate * factor
 
