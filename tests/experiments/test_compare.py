@@ -1,5 +1,6 @@
 """The comparison runner: every method trains and evaluates; tables; resume; failures."""
 
+import copy
 import json
 
 import pytest
@@ -44,6 +45,37 @@ def test_every_translation_method_trains_and_evaluates_through_the_runner(
     assert {c["status"] for c in report["cells"]} == {"ok"}
     table = (tmp_path / "results.md").read_text()
     assert "ensemble L1" in table and "| `align-middle` |" in table
+
+
+def test_a_translation_model_is_scored_with_the_exchange_off_per_generator_stage(
+    translation_yaml,
+):
+    """Through the U-Net's encoder stages, on a copy: the model keeps its thresholds."""
+    from cenfusion.analysis.exchange_stats import stage_of
+    from cenfusion.experiments.runner import exchange_off_scores
+    from cenfusion.nn import exchange_sites
+
+    config = load_config(translation_yaml, ["model.insnorm_threshold=2.0"])
+    task = get_task("translation")
+    model = task.build_model(config).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():  # gammas on both sides of theta 2, unlike the modalities'
+        for _, norm in exchange_sites(model):
+            norm.weight.uniform_(0.0, 4.0)
+    dataset = task.build_datasets(config, ("val",))["val"]
+    scores = exchange_off_scores(model, dataset, config)
+    assert list(scores) == ["down2", "down3", "down4"]
+    assert set(scores["down2"]) == {*config.model.modalities, "ensemble"}
+    assert {norm.exchange_threshold for _, norm in exchange_sites(model)} == {2.0}
+    plain = task.evaluate(model, dataset, config, progress=False)
+    for stage, outputs in scores.items():
+        knocked_out = copy.deepcopy(model)
+        for name, norm in exchange_sites(knocked_out):
+            if stage_of(name) == stage:
+                norm.exchange_threshold = None
+        expected = task.evaluate(knocked_out, dataset, config, progress=False)
+        assert outputs == {name: s.as_dict() for name, s in expected.items()}, stage
+    assert scores["down2"]["ensemble"]["l1"] != plain["ensemble"].as_dict()["l1"]
 
 
 def test_finished_runs_are_not_trained_again(segmentation_yaml, tmp_path, monkeypatch):
@@ -229,6 +261,37 @@ def test_cells_report_the_held_out_test_split_and_their_convergence(segmentation
     assert "val" not in cell["epochs"][0] and "l1" in cell["epochs"][0]
     shares = cell["epochs"][-1]["penalised_below_theta"]
     assert shares and all(len(pair) == 2 for pair in shares.values())
+
+
+def test_cells_score_the_exchange_off_one_stage_at_a_time(segmentation_yaml, tmp_path):
+    """Every stage's exchanging sites switched off together: the scores that ``cenfusion
+    evaluate --exchange-off`` gives from the checkpoint; the cell's own scores untouched."""
+    from cenfusion.tasks import EvaluateOptions
+
+    # theta 2 lies above every initial gamma: all channels exchange and a knockout shows
+    report = Comparison(
+        str(segmentation_yaml), ["cen", "average-early"], seeds=1, output_dir=tmp_path,
+        progress=False, overrides=["model.bn_threshold=2.0"],
+    ).run()  # fmt: skip
+    cen, average = report["cells"]
+    assert average["test_exchange_off"] == {}  # a fusion baseline has no exchange to switch
+    off = cen["test_exchange_off"]
+    assert list(off) == ["layer1", "layer2", "layer3", "layer4"]
+    cell = tmp_path / "cells" / "cen" / "seed0"
+    config = load_config(cell / "config.yaml")
+    task = get_task("segmentation")
+    for stage, scores in off.items():
+        sites = [f"{stage}.0", f"{stage}.1"]  # the stage's two blocks name all its sites
+        options = EvaluateOptions(exchange_off=tuple(sites))
+        expected, _ = task.evaluate_checkpoint(
+            config, cell / "last.pt", "test", options, progress=False
+        )
+        assert scores == {name: s.as_dict() for name, s in expected.items()}, stage
+    plain, _ = task.evaluate_checkpoint(
+        config, cell / "last.pt", "test", EvaluateOptions(), progress=False
+    )
+    assert cen["test_scores"] == {name: s.as_dict() for name, s in plain.items()}
+    assert off["layer1"]["ensemble"] != cen["test_scores"]["ensemble"]
 
 
 def test_the_last_quarter_gain_compares_with_the_last_validation_before_three_quarters():

@@ -71,6 +71,11 @@ def finish(protocol, cell, value, status="ok"):
             name: {"ensemble": {"mean_iou": alone + (name == "depth") * 0.1}}
             for name in ("rgb", "depth")
         }
+    if cell.method == "cen":  # the exchange off at one stage: layer1's carries 20 points
+        result.test_exchange_off = {
+            stage: {name: {"mean_iou": value - drop} for name in ("rgb", "depth", "ensemble")}
+            for stage, drop in (("layer1", 0.2), ("layer2", 0.0))
+        }
     if cell.method == "private-bn-l1":  # Theorem 1's monitor
         check = {"collapsed_fraction": 0.2, "predicted_probability": 0.3}
         result.epochs = [{"epoch": 1}, {"epoch": 2, "theorem1": check}]
@@ -209,6 +214,10 @@ def test_seeds_of_the_chosen_settings_come_seed_major_after_every_tuning_run(
     assert "| `unimodal-rgb` | — | 40.50 ± 120.71 | — |" in text  # seeds 0, 1: 50, 31
     assert "| `cen` | 37.67 ± 26.56 | 10.00 ± 0.00 | 20.00 ± 0.00 |" in text  # 50, 31, 32
     assert "- `cen-modality-dropout` minus `cen`, rgb only: +10.00 ± 0.00 (2 paired seeds)" in text
+    # what each stage's exchange carries: on minus off, over CEN's three seeds
+    assert "| method | stage | rgb | depth | ensemble |" in text
+    assert "| `cen` | layer1 | " + " | ".join(["+20.00 ± 0.00 (3 seeds)"] * 3) + " |" in text
+    assert "| `cen` | layer2 | " + " | ".join(["+0.00 ± 0.00 (3 seeds)"] * 3) + " |" in text
 
 
 def test_run_trains_the_missing_cells_with_the_commands_it_records(segmentation_yaml, tmp_path):

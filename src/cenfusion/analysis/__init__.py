@@ -17,7 +17,11 @@ from cenfusion.analysis.feature_maps import (
     sample_feature_groups,
     site_features,
 )
-from cenfusion.analysis.knockout import matches_site, switch_exchange_off
+from cenfusion.analysis.knockout import (
+    exchanging_sites_by_stage,
+    matches_site,
+    switch_exchange_off,
+)
 from cenfusion.analysis.output_gradients import OutputGradientMonitor
 from cenfusion.analysis.probes import ExchangeProbe, TheoremProbe
 from cenfusion.analysis.scaling_factors import (
@@ -45,6 +49,7 @@ __all__ = [
     "attraction_probability",
     "channel_groups",
     "exchange_statistics",
+    "exchanging_sites_by_stage",
     "find_site",
     "format_statistics",
     "gamma_statistics",

@@ -66,7 +66,7 @@ def exchanged_fraction_by_stage(model: nn.Module) -> dict[str, float]:
     """
     totals: dict[str, list[int]] = {}
     for stats in exchange_statistics(model):
-        stage = _stage_of(stats.site)
+        stage = stage_of(stats.site)
         pair = totals.setdefault(stage, [0, 0])
         pair[0] += sum(stats.exchanged)
         pair[1] += stats.num_channels * len(stats.exchanged)
@@ -95,7 +95,9 @@ def penalised_share_below_threshold(model: nn.Module) -> dict[str, list[float]]:
     return shares
 
 
-def _stage_of(site: str) -> str:
+def stage_of(site: str) -> str:
+    """The stage of an exchange site: the first part of its name that names a block group
+    (``layer2`` of ``backbone.layer2.1.bn1``; ``down3`` of ``generator.down.3.norm``)."""
     parts = site.split(".")
     for index, part in enumerate(parts):
         if part.startswith("layer"):

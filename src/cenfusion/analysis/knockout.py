@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from cenfusion.analysis.exchange_stats import stage_of
 from cenfusion.nn import exchange_sites
 
 
@@ -40,3 +41,14 @@ def switch_exchange_off(model: nn.Module, patterns: Sequence[str]) -> list[str]:
     for site in chosen:
         sites[site].exchange_threshold = None
     return chosen
+
+
+def exchanging_sites_by_stage(model: nn.Module) -> dict[str, list[str]]:
+    """``{stage: [site, ...]}``: the sites that exchange (a threshold set), grouped by their
+    stage (:func:`~cenfusion.analysis.exchange_stats.stage_of`), in the model's order; what
+    to switch off together to learn what each stage's exchange carries."""
+    stages: dict[str, list[str]] = {}
+    for name, norm in exchange_sites(model):
+        if norm.exchange_threshold is not None:
+            stages.setdefault(stage_of(name), []).append(name)
+    return stages

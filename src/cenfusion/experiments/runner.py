@@ -10,6 +10,7 @@ half-way loses at most one epoch. A cell whose loss turns non-finite is recorded
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import hashlib
 import json
@@ -27,6 +28,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from cenfusion.analysis import exchanging_sites_by_stage, switch_exchange_off
 from cenfusion.config import Config, load_config
 from cenfusion.engine.checkpoint import write_text_atomic
 from cenfusion.engine.convergence import has_converged, last_quarter_gain
@@ -70,6 +72,9 @@ class CellResult:
     # with every modality but one missing: {present modality: scores on the test split}, for
     # the models that run on a subset (CEN and its ablations; not the fusion baselines)
     test_single_modality: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # with the exchange switched off at every site of one stage: {stage: scores on the test
+    # split}, for the models that exchange; the drop is what that stage's exchange carries
+    test_exchange_off: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     # each epoch's training record without its validation scores: losses, alpha, and for CEN
     # the exchange monitors (``penalised_below_theta``: the share of each site's penalised
     # channels below theta, per modality), to plot the exchange over training
@@ -279,6 +284,7 @@ def train_cell(config: Config, method: str, seed: int) -> CellResult:
                 scores = task.evaluate(trainer.model, test, config, progress=False)
                 result.test_scores = {name: s.as_dict() for name, s in scores.items()}
                 result.test_single_modality = single_modality_scores(trainer.model, test, config)
+                result.test_exchange_off = exchange_off_scores(trainer.model, test, config)
         except NonFiniteLossError as error:
             result.status, result.error = "diverged", str(error)
         except Exception as error:  # a crashing method is a result of the comparison, too
@@ -303,6 +309,20 @@ def single_modality_scores(model: Any, dataset: Any, config: Config) -> dict[str
             return {}
         scores = task.evaluate(alone, dataset, config, progress=False)
         found[name] = {output: s.as_dict() for output, s in scores.items()}
+    return found
+
+
+def exchange_off_scores(model: Any, dataset: Any, config: Config) -> dict[str, dict]:
+    """``{stage: {output: scores}}`` of a copy of the model with the exchange switched off at
+    every site of that stage (``cenfusion evaluate --exchange-off``), on ``dataset``; empty
+    for a model that exchanges nowhere. ``model`` itself is left as it was."""
+    task = get_task(config.task)
+    found = {}
+    for stage, sites in exchanging_sites_by_stage(model).items():
+        knocked_out = copy.deepcopy(model)
+        switch_exchange_off(knocked_out, sites)
+        scores = task.evaluate(knocked_out, dataset, config, progress=False)
+        found[stage] = {output: s.as_dict() for output, s in scores.items()}
     return found
 
 
