@@ -36,7 +36,7 @@ BELOW = {
         "analysis",
         "compat",
     },  # fmt: skip
-    "experiments": {"nn", "config", "models", "engine", "tasks"},
+    "experiments": {"nn", "config", "models", "engine", "analysis", "tasks"},
     "export": {"tasks", "models", "engine"},
     "docgen": {"config", "models", ""},
     "cli": {
