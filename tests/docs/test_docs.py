@@ -164,10 +164,13 @@ def test_the_rgb_thermal_guide_runs_on_data_in_mfnets_layout(tmp_path, monkeypat
     assert [a[0] for a in argvs] == ["train", "evaluate", "evaluate", "train", "evaluate"]
     run_as_written(argvs, tmp_path, monkeypatch)
     assert (tmp_path / "runs" / "folder_rgb_thermal_robust" / "last.pt").is_file()
-    scores = json.loads(
-        (tmp_path / "runs" / "folder_rgb_thermal_robust" / "scores_test.json").read_text()
-    )
-    assert set(scores) == {"thermal", "ensemble"}  # the last command: thermal alone
+    runs = tmp_path / "runs"
+    both = json.loads((runs / "folder_rgb_thermal" / "scores_test.json").read_text())
+    assert set(both) == {"rgb", "thermal", "ensemble"}
+    alone = json.loads((runs / "folder_rgb_thermal" / "scores_test_without_rgb.json").read_text())
+    assert set(alone) == {"thermal", "ensemble"}  # the night case, beside the full scores
+    robust = runs / "folder_rgb_thermal_robust" / "scores_test_without_rgb.json"
+    assert set(json.loads(robust.read_text())) == {"thermal", "ensemble"}
 
 
 @pytest.mark.parametrize("index", range(len(blocks(ROOT / "README.md", "python"))))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from cenfusion.engine.speed import apply_inference_speed
@@ -44,9 +45,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def parse_modality_flags(extra: list[str]) -> dict[str, Path]:
+    """``--rgb a.png --depth b.png`` -> ``{"rgb": Path("a.png"), "depth": Path("b.png")}``."""
     if len(extra) % 2 or not all(flag.startswith("--") for flag in extra[::2]):
         raise ValueError(f"expected --<modality> PATH pairs, got {extra}")
-    return {flag[2:]: Path(path) for flag, path in zip(extra[::2], extra[1::2], strict=True)}
+    inputs: dict[str, Path] = {}
+    for flag, path in zip(extra[::2], extra[1::2], strict=True):
+        if flag[2:] in inputs:
+            raise ValueError(f"{flag} is given twice ({str(inputs[flag[2:]])!r} and {path!r})")
+        inputs[flag[2:]] = Path(path)
+    return inputs
+
+
+def check_modalities(inputs: dict[str, Path], modalities: Sequence[str]) -> list[str]:
+    """The model's modalities missing from ``inputs`` (a camera missing is allowed); refuses
+    no input at all and a modality the model does not take."""
+    flags = " ".join(f"--{m}" for m in modalities)
+    if not inputs:
+        raise ValueError(
+            f"no input given: this checkpoint's model takes {flags} (each a file "
+            "or a folder; any non-empty subset)"
+        )
+    unknown = [m for m in inputs if m not in modalities]
+    if unknown:
+        raise ValueError(
+            f"--{unknown[0]}: this checkpoint's model takes {flags}, not --{unknown[0]}"
+        )
+    return [m for m in modalities if m not in inputs]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
         if not path.exists():
             raise FileNotFoundError(f"--{name}: {str(path)!r} does not exist")
     task, model, config = load_trained(args.checkpoint)
-    missing = [m for m in model.modalities if m not in inputs]
-    if missing and set(inputs) <= set(model.modalities) and inputs:
+    missing = check_modalities(inputs, model.modalities)
+    if missing:
         given = ", ".join(inputs)
         message = f"no --{' --'.join(missing)}: predicting from {given} only (their ensemble)"
         print(f"cenfusion predict: {message}", file=sys.stderr)

@@ -6,7 +6,8 @@ writes the layout ``data.format: nyudv2`` reads (:mod:`cenfusion.data.prepare.ny
 and ``val.txt`` (654). ``sunrgbd --sunrgbd SUNRGBD --toolbox SUNRGBDtoolbox`` writes the
 layout ``data.format: sunrgbd`` reads (:mod:`cenfusion.data.prepare.sunrgbd`): the JPEGs,
 16-bit depth in millimetres, 37-class masks, ``train.txt`` (5285) and ``test.txt`` (5050).
-Both need the ``prepare`` extra (h5py and SciPy).
+``--hha`` adds the HHA encoding of the depth as a third modality's folder. Both need the
+``prepare`` extra (h5py and SciPy).
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         help="the extracted SUNRGBDtoolbox folder (Metadata/, traintestSUNRGBD/)",
     )
+    sunrgbd.add_argument(
+        "--hha",
+        action="store_true",
+        help="also write hha/ (disparity, height, angle with gravity; each sample's own camera "
+        "matrix K), a third modality: data.modality_settings.hha.folder=hha",
+    )
     sunrgbd.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     sunrgbd.set_defaults(func=run_sunrgbd)
 
@@ -72,7 +79,9 @@ def run_nyudv2(args: argparse.Namespace) -> int:
 
 
 def run_sunrgbd(args: argparse.Namespace) -> int:
-    result = prepare_sunrgbd(args.sunrgbd, args.toolbox, args.out, progress=not args.no_progress)
+    result = prepare_sunrgbd(
+        args.sunrgbd, args.toolbox, args.out, progress=not args.no_progress, hha=args.hha
+    )
     print(result.summary())
     print(f"train with: cenfusion train sunrgbd_refinenet101 data.root={args.out}")
     return 0

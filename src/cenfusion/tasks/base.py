@@ -11,6 +11,9 @@ config sections), ``training.py`` (model, data, losses, the trainer's parts), ``
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +25,7 @@ from torch.utils.data import Dataset
 
 from cenfusion.analysis import switch_exchange_off
 from cenfusion.config import Config, TaskSections
-from cenfusion.engine.checkpoint import load_checkpoint, load_model_state
+from cenfusion.engine.checkpoint import checkpoint_config, load_checkpoint, load_model_state
 from cenfusion.engine.trainer import Trainer
 
 
@@ -71,16 +74,40 @@ class EvaluateOptions:
         """``model`` without the dropped modalities (itself when none are dropped), with the
         exchange off at the ``exchange_off`` sites (in place)."""
         if self.drop:
-            model = model.with_modalities([m for m in model.modalities if m not in self.drop])
+            names = " ".join(model.modalities)
+            unknown = [m for m in self.drop if m not in model.modalities]
+            if unknown:
+                raise ValueError(f"--drop {unknown[0]}: the model's modalities are {names}")
+            kept = [m for m in model.modalities if m not in self.drop]
+            if not kept:
+                raise ValueError(f"--drop {' '.join(self.drop)}: that leaves none of the model's "
+                                 f"modalities ({names}); keep at least one")  # fmt: skip
+            model = model.with_modalities(kept)
         if self.exchange_off:
             switch_exchange_off(model, self.exchange_off)
         return model
+
+    def data_config(self, config: Config) -> Config:
+        """``config`` reading only the modalities kept: a dropped camera's files need not
+        exist."""
+        if not self.drop:
+            return config
+        kept = copy.deepcopy(config)
+        kept.model.modalities = [m for m in config.model.modalities if m not in self.drop]
+        return kept
 
     def describe(self) -> str:
         text = f", without {' and '.join(self.drop)}" if self.drop else ""
         if self.exchange_off:
             text += f", exchange off at {', '.join(self.exchange_off)}"
         return text
+
+    def file_suffix(self) -> str:
+        """What tells these scores' default file apart from the plain evaluation's
+        (``scores_val_without_depth.json``), so that one never overwrites the other."""
+        text = "".join(f"_without_{m}" for m in self.drop)
+        text += "".join(f"_exchange_off_{site}" for site in self.exchange_off)
+        return text + ("" if self.speed == "exact" else f"_{self.speed}")
 
 
 class Task:
@@ -162,9 +189,36 @@ class Task:
         ``model`` entry, already read)."""
         model = self.build_model(config)
         if state is None:
-            state = load_checkpoint(checkpoint)["model"]
+            payload = load_checkpoint(checkpoint)
+            state = payload["model"]
+            if "config" in payload:
+                self.warn_if_trained_otherwise(config, checkpoint_config(payload, checkpoint),
+                                               checkpoint)  # fmt: skip
         load_model_state(model, state, checkpoint)
         return model
+
+    #: config keys besides ``model.*`` that change what a trained model sees
+    preprocessing_keys: tuple[str, ...] = ("data.modality_settings",)
+
+    def warn_if_trained_otherwise(
+        self, config: Config, trained: Config, checkpoint: str | Path
+    ) -> list[str]:
+        """Warn, naming each setting, where ``config`` differs from the one ``checkpoint`` was
+        trained with in the model or its inputs' preprocessing (``preprocessing_keys``; where
+        the files lie is left out); returns those differences."""
+        differences = []
+        for key in ("model", *self.preprocessing_keys):
+            here, then = (_setting(c, key) for c in (config, trained))
+            differences += [f"{key}{sub}: {a!r} in training, {b!r} here"
+                            for sub, a, b in _differences(then, here)]  # fmt: skip
+        if differences:
+            warnings.warn(
+                f"the config here differs from the one {str(checkpoint)!r} was trained with "
+                f"(the scores use the values here; the run's config.yaml has the training's): "
+                + "; ".join(differences),
+                stacklevel=3,
+            )
+        return differences
 
     def load_trained(
         self, checkpoint: str | Path, config: Config, state: Mapping[str, Tensor]
@@ -206,3 +260,27 @@ class Task:
     ) -> tuple[Any, str]:
         """What to save for the public code (``official``: the converted state dict)."""
         return self.public_code.export_official(payload, official)
+
+
+# where a modality's files lie, and the ImageNet file a backbone started from: not what a
+# trained model sees
+_LOCATION = {"folder", "ext", "pretrained"}
+
+
+def _setting(config: Config, key: str) -> Any:
+    section, _, rest = key.partition(".")
+    value = getattr(config, section)
+    value = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    for part in rest.split(".") if rest else ():
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _differences(before: Any, after: Any, where: str = "") -> list[tuple[str, Any, Any]]:
+    """``(".sub.key", before, after)`` for each leaf that differs, location keys left out."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        found = []
+        for name in sorted({*before, *after} - _LOCATION):
+            found += _differences(before.get(name), after.get(name), f"{where}.{name}")
+        return found
+    return [] if before == after else [(where, before, after)]

@@ -6,6 +6,8 @@ and class-mapping files. W = 7 and H = 5 differ, so a missing transposition show
 """
 
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from cenfusion.cli import main
 from cenfusion.config import load_config
 from cenfusion.data.hha import NYUDV2_KINECT, hha
 from cenfusion.data.prepare import prepare_nyudv2
+from cenfusion.data.prepare.common import write_staged
 from cenfusion.data.segmentation import NYUDv2
 from cenfusion.data.segmentation.modalities import IMAGENET_RGB, NYUDV2_DEPTH
 from cenfusion.tasks.segmentation.training import build_datasets
@@ -101,6 +104,9 @@ def test_the_raw_classes_are_kept_in_16_bits(official, tmp_path):
         ("no labels", ["nyu_depth_v2_labeled.mat", "'labels'"]),
         ("not hdf5", ["nyu_depth_v2_labeled.mat", "HDF5"]),
         ("short mapping", ["classMapping40.mat", "mapClass"]),
+        ("index twice", ["splits.mat", "trainNdxs", "index 3 more than once"]),
+        ("fractional index", ["splits.mat", "testNdxs", "1.5", "whole"]),
+        ("raw class beyond 894", ["nyu_depth_v2_labeled.mat", "sample 3", "999", "0..894"]),
     ],
 )
 def test_files_that_are_not_what_they_claim_are_refused_and_nothing_is_left(
@@ -113,6 +119,13 @@ def test_files_that_are_not_what_they_claim_are_refused_and_nothing_is_left(
             del f["labels"]
     elif break_it == "not hdf5":
         official["labeled"].write_bytes(b"MATLAB 5.0 MAT-file, not HDF5")
+    elif break_it == "index twice":
+        scipy_io.savemat(official["splits"], {"trainNdxs": [[3], [1], [3]], "testNdxs": [[2]]})
+    elif break_it == "fractional index":
+        scipy_io.savemat(official["splits"], {"trainNdxs": [[3]], "testNdxs": [[1.5]]})
+    elif break_it == "raw class beyond 894":
+        with h5py.File(official["labeled"], "a") as f:
+            f["labels"][2, 1, 1] = 999
     else:
         scipy_io.savemat(official["mapping"], {"mapClass": np.ones((1, 40))})
     out = tmp_path / "out"
@@ -154,3 +167,37 @@ def test_hha_is_written_beside_and_trains_as_a_third_modality(official, tmp_path
     np.testing.assert_allclose(
         sample["hha"].numpy(), read(out / "hha" / "000002.png").transpose(2, 0, 1) / 255, atol=1e-6
     )
+
+
+def test_a_raw_class_beyond_894_is_refused_with_the_raw_classes_too(official, tmp_path):
+    with h5py.File(official["labeled"], "a") as f:
+        f["labels"][0, 2, 3] = 999
+    with pytest.raises(ValueError) as caught:
+        prepare_nyudv2(official["labeled"], official["splits"], tmp_path / "raw", classes=894,
+                       progress=False)  # fmt: skip
+    assert_clear(caught.value, "sample 1", "999")
+    assert not (tmp_path / "raw").exists()
+
+
+def test_an_output_that_is_a_file_is_refused(official, tmp_path):
+    out = tmp_path / "taken"
+    out.write_text("not a folder")
+    with pytest.raises(FileExistsError) as caught:
+        prepare_nyudv2(official["labeled"], official["splits"], out, mapping=official["mapping"],
+                       progress=False)  # fmt: skip
+    assert_clear(caught.value, "taken", "is a file")
+
+
+def test_a_sigterm_while_writing_leaves_nothing_behind(tmp_path):
+    out = tmp_path / "stopped"
+
+    def write(folder):
+        (folder / "rgb").mkdir()
+        os.kill(os.getpid(), signal.SIGTERM)  # a job scheduler stops the run
+        raise AssertionError("the SIGTERM did not stop the write")
+
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit):
+        write_staged(out, write)
+    assert signal.getsignal(signal.SIGTERM) == previous
+    assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -16,6 +16,7 @@ from PIL import Image
 
 from cenfusion.cli import main
 from cenfusion.config import load_config
+from cenfusion.data.hha import Intrinsics, hha
 from cenfusion.data.prepare import prepare_sunrgbd
 from cenfusion.data.prepare.sunrgbd import decode_depth, sample_folder
 from cenfusion.tasks.segmentation.training import build_datasets
@@ -68,7 +69,8 @@ def official(tmp_path):
         slash = "//" if spelling == "//" else "/"
         rgbpath = PREFIX + folder + slash + "image/" + rgbname
         depthpath = PREFIX + folder + "/depth/" + depthname
-        meta[0, i] = (PREFIX + folder, rgbpath, depthpath, rgbname, depthname, np.eye(3))
+        camera = np.array([[520.0 + 10 * i, 0, 3.2], [0, 519.0, 2.1], [0, 0, 1]])  # per sensor
+        meta[0, i] = (PREFIX + folder, rgbpath, depthpath, rgbname, depthname, camera)
     scipy_io.savemat(toolbox / "Metadata" / "SUNRGBDMeta.mat", {"SUNRGBDMeta": meta})
     split = {
         name: np.array(
@@ -193,3 +195,49 @@ def test_a_file_that_is_not_what_it_claims_is_refused_and_nothing_is_left(
     assert_clear(error.value)
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".sunrgbd.partial")]
+
+
+def test_hha_uses_each_samples_own_camera(official, tmp_path):
+    out = tmp_path / "with-hha"
+    assert main(["prepare", "sunrgbd", str(out), "--sunrgbd", str(official["data"]),
+                 "--toolbox", str(official["toolbox"]), "--hha", "--no-progress"]) == 0  # fmt: skip
+    for i in range(len(SAMPLES)):
+        metres = np.minimum(official["mm"][i], 8000).astype(np.float64) / 1000
+        camera = Intrinsics(fx=520.0 + 10 * i, fy=519.0, cx=3.2, cy=2.1)
+        encoded = read(out / "hha" / f"{i + 1:06d}.png")
+        np.testing.assert_array_equal(encoded, hha(metres, camera))
+    hha_setting = "{hha: {channels: 3, scale: 0.00392156862745098, folder: hha}}"
+    config = load_config("sunrgbd_refinenet101", [
+        f"data.root={out}", "model.pretrained=null", "model.modalities=[rgb, depth, hha]",
+        f"data.modality_settings={hha_setting}",
+    ])  # fmt: skip
+    sample = build_datasets(config, ("val",))["val"][0]
+    assert tuple(sample["hha"].shape) == (3, H, W)
+
+
+def test_hha_needs_the_camera_matrix(official, tmp_path):
+    path = official["toolbox"] / "Metadata" / "SUNRGBDMeta.mat"
+    meta = scipy_io.loadmat(path)["SUNRGBDMeta"]
+    meta[0, 1]["K"] = np.zeros((0, 0))
+    scipy_io.savemat(path, {"SUNRGBDMeta": meta})
+    out = tmp_path / "no-camera"
+    with pytest.raises(ValueError) as caught:
+        prepare_sunrgbd(official["data"], official["toolbox"], out, progress=False, hha=True)
+    assert_clear(caught.value, "SUNRGBDMeta.mat", "entry 2", "K", "--hha")
+    assert not out.exists()
+    # without --hha the camera is not read
+    prepare_sunrgbd(official["data"], official["toolbox"], out, progress=False)
+    assert not (out / "hha").exists()
+
+
+def test_sun_rgbd_depth_can_be_read_in_metres(official, tmp_path):
+    out = tmp_path / "metres"
+    prepare_sunrgbd(official["data"], official["toolbox"], out, progress=False)
+    metres = "{depth: {norm: affine, scale: 0.001}}"
+    config = load_config("sunrgbd_refinenet101", [
+        f"data.root={out}", "model.pretrained=null", f"data.modality_settings={metres}",
+    ])  # fmt: skip
+    sample = build_datasets(config, ("val",))["val"][0]  # test.txt's first: sample 1
+    np.testing.assert_allclose(
+        sample["depth"][0].numpy(), np.minimum(official["mm"][0], 8000) / 1000, atol=1e-6
+    )

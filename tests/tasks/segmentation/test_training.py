@@ -24,7 +24,9 @@ from cenfusion.nn import (
 from cenfusion.tasks import get_task
 from cenfusion.tasks.segmentation import training as engine
 from cenfusion.tasks.segmentation.evaluation import predict_probabilities
+from cenfusion.tasks.segmentation.prediction import write_prediction
 from cenfusion.tasks.segmentation.training import build_model, segmentation_loss
+from tests.clear_errors import assert_clear
 
 SEGMENTATION = get_task("segmentation")
 
@@ -173,7 +175,20 @@ def test_train_evaluate_predict_from_the_command_line(tiny_config, synthetic_nyu
     assert "no --depth: predicting from rgb only" in capsys.readouterr().err
     assert main(["predict", "--checkpoint", str(checkpoint), "--rgb", str(rgb),
                  "--thermal", str(rgb), "-o", str(output)]) == 2  # fmt: skip
-    assert "unexpected ['thermal']" in capsys.readouterr().err
+    assert "takes --rgb --depth, not --thermal" in capsys.readouterr().err
+
+
+def test_label_files_keep_every_class_index(tmp_path):
+    """8-bit indices up to 256 classes, 16-bit beyond (NYUDv2's raw 894 classes)."""
+    labels = np.array([[0, 255, 256], [300, 857, 893]])
+    paths = write_prediction(labels, None, 894, tmp_path / "raw.png")
+    written = np.asarray(Image.open(paths["labels"]))
+    assert written.dtype == np.uint16 and written.tolist() == labels.tolist()
+    paths = write_prediction(labels % 40, None, 40, tmp_path / "forty.png")
+    written = np.asarray(Image.open(paths["labels"]))
+    assert written.dtype == np.uint8 and written.tolist() == (labels % 40).tolist()
+    with pytest.raises(ValueError, match="outside 0..39"):
+        write_prediction(labels, None, 40, tmp_path / "bad.png")
 
 
 def test_config_typos_are_refused_with_the_key(tmp_path):
@@ -203,6 +218,22 @@ def test_training_and_prediction_read_modalities_the_same_way(tiny_config):
     )
     assert folder[0].mean is None  # the folder format takes no presets
     assert (folder[1].name, folder[1].channels, folder[1].scale) == ("thermal", 1, 0.01)
+
+
+def test_modality_settings_amend_the_data_sets_presets(tiny_config):
+    """NYUDv2 and SUN RGB-D start rgb and depth from their presets; a setting given for them
+    changes that setting only, and an unknown one is refused as for any other modality."""
+    settings = "{rgb: {mean: [0.5], std: [0.25]}, depth: {interpolation: bilinear}}"
+    nyu = engine.modality_specs(tiny_config(f"data.modality_settings={settings}"))
+    assert (nyu[0].mean, nyu[0].std, nyu[0].scale) == ((0.5,), (0.25,), 1 / 255)
+    assert (nyu[1].interpolation, nyu[1].scale, nyu[1].require_16bit) == ("bilinear", 2e-4, True)
+    metres = "{depth: {norm: affine, scale: 0.001}}"
+    sun = engine.modality_specs(tiny_config("data.format=sunrgbd",
+                                            f"data.modality_settings={metres}"))  # fmt: skip
+    assert (sun[1].norm, sun[1].scale) == ("affine", 0.001)
+    with pytest.raises(ValueError) as caught:
+        engine.modality_specs(tiny_config("data.modality_settings={depth: {units: mm}}"))
+    assert_clear(caught.value, "data.modality_settings.depth", "'units'")
 
 
 def test_with_modality_dropout_a_branch_a_sample_lacks_is_not_counted(tiny_config):

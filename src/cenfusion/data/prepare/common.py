@@ -4,10 +4,13 @@ is renamed into place only when everything is written."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +75,8 @@ def variable_names(data: dict[str, Any]) -> list[str]:
 
 def check_output(output: Path) -> None:
     """``output`` must be new or empty (checked before any work, and again before writing)."""
+    if output.exists() and not output.is_dir():
+        raise FileExistsError(f"output {str(output)!r} is a file, expected a new or empty folder")
     if output.exists() and any(output.iterdir()):
         raise FileExistsError(f"output folder {str(output)!r} exists and is not empty")
 
@@ -89,16 +94,36 @@ def open_hdf5(h5py: Any, path: Path, flag: str) -> Any:
 
 def write_staged(output: Path, write: Callable[[Path], PreparedSplits]) -> PreparedSplits:
     """``write(folder)`` into a temporary folder beside ``output``, then renamed to ``output``;
-    on any failure the temporary folder is removed and ``output`` is left as it was."""
+    on any failure, Ctrl-C or a SIGTERM (a job scheduler's stop) the temporary folder is
+    removed and ``output`` is left as it was."""
     staging = staging_folder(output)
     try:
-        result = write(staging)
-        publish(staging, output)
+        with _terminate_as_exit():
+            result = write(staging)
+            publish(staging, output)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     result.root = output
     return result
+
+
+@contextlib.contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM raises ``SystemExit`` inside the block (so that clean-up runs), where the
+    process may set handlers (the main thread); the previous handler comes back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def staging_folder(output: Path) -> Path:

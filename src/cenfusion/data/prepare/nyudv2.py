@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,17 @@ def prepare_nyudv2(
         return write_staged(
             output,
             lambda folder: _write(
-                folder, images, depths, labels, train_ids, val_ids, to_class, classes, progress, hha
+                folder,
+                images,
+                depths,
+                labels,
+                train_ids,
+                val_ids,
+                to_class,
+                classes,
+                progress,
+                hha,
+                labeled,
             ),  # fmt: skip
         )
 
@@ -98,13 +109,25 @@ def read_splits(path: str | os.PathLike[str], loadmat: Callable) -> tuple[list[i
         raise ValueError(
             f"--splits {str(path)!r} has no {missing[0]!r} (variables: {variable_names(data)})"
         )
-    train, test = (
-        sorted(int(i) for i in np.asarray(data[k]).ravel()) for k in ("trainNdxs", "testNdxs")
-    )
+    train, test = (_indices(data[k], k, path) for k in ("trainNdxs", "testNdxs"))
     overlap = sorted(set(train) & set(test))
     if overlap:
         raise ValueError(f"--splits {str(path)!r}: index {overlap[0]} is in both splits")
     return train, test
+
+
+def _indices(value: Any, key: str, path: str | os.PathLike[str]) -> list[int]:
+    """The 1-based indices of one split, ascending; each a whole number, each once."""
+    values = np.asarray(value, dtype=np.float64).ravel()
+    fractional = values[values != np.round(values)]
+    if fractional.size:
+        raise ValueError(f"--splits {str(path)!r}: {key} holds {fractional[0]:g}, expected "
+                         "whole 1-based indices")  # fmt: skip
+    indices = sorted(int(i) for i in values)
+    repeated = sorted(i for i, n in Counter(indices).items() if n > 1)
+    if repeated:
+        raise ValueError(f"--splits {str(path)!r}: {key} lists index {repeated[0]} more than once")
+    return indices
 
 
 def _class_map(
@@ -170,6 +193,7 @@ def _write(
     classes: int,
     progress: bool,
     with_hha: bool = False,
+    source: Path = Path("nyu_depth_v2_labeled.mat"),
 ) -> PreparedSplits:
     for folder in ("rgb", "depth", "masks", *(("hha",) if with_hha else ())):
         (root / folder).mkdir()
@@ -181,7 +205,14 @@ def _write(
         rgb = np.ascontiguousarray(np.asarray(images[index - 1]).transpose(2, 1, 0))
         depth_m = np.asarray(depths[index - 1]).T
         depth = np.clip(np.round(depth_m * DEPTH_SCALE), 0, 65535).astype(np.uint16)
-        mask = to_class(np.asarray(labels[index - 1]).T.astype(np.int64))
+        raw = np.asarray(labels[index - 1]).T.astype(np.int64)
+        if raw.size and (raw.min() < 0 or raw.max() > NUM_RAW_CLASSES):
+            raise ValueError(
+                f"--labeled {str(source)!r}: labels of sample {index} hold "
+                f"{raw.max() if raw.max() > NUM_RAW_CLASSES else raw.min()}, outside 0..894 "
+                "(0 unlabelled, 1..894 the raw classes)"
+            )
+        mask = to_class(raw)
         write_png(root / "rgb" / name, rgb.astype(np.uint8))
         write_png(root / "depth" / name, np.ascontiguousarray(depth))
         write_png(root / "masks" / name, np.ascontiguousarray(mask))

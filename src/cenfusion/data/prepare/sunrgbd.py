@@ -8,7 +8,8 @@ The inputs are the two archives of the data set's page, extracted:
 - ``SUNRGBDtoolbox/``:
 
   - ``Metadata/SUNRGBDMeta.mat`` (MATLAB v5, SciPy): ``SUNRGBDMeta``, 10335 entries with
-    ``rgbpath``, ``rgbname``, ``depthname``, ...; the paths are absolute paths of the authors'
+    ``rgbpath``, ``rgbname``, ``depthname``, ``K`` (the 3 x 3 intrinsics of the sample's
+    camera, four sensors), ...; the paths are absolute paths of the authors'
     machine (``/n/fs/sun3d/data/SUNRGBD/kv2/kinect2data/<sample>/image/0000103.jpg``, some
     with ``//`` before ``image``): a sample is the part after the last ``/SUNRGBD/``, without
     ``image/<name>``.
@@ -25,8 +26,9 @@ rotated right by 3 are millimetres, clamped at 8 m. The output: ``rgb/%06d.jpg``
 is), ``depth/%06d.png`` (16-bit millimetres), ``masks/%06d.png`` (8-bit 0..36, 255 unlabelled),
 named by the 1-based index into ``SUNRGBDMeta``; ``train.txt`` (5285) and ``test.txt`` (5050),
 ``rgb/000001.jpg<TAB>masks/000001.png<TAB>depth/000001.png`` per line, ascending; ``meta.json``
-with the class names. Written into a temporary folder beside the output and renamed at the end,
-so a failure never leaves half a data set.
+with the class names; with ``hha``, ``hha/%06d.png`` from the depth in metres and each
+sample's own ``K`` (:mod:`cenfusion.data.hha`). Written into a temporary folder beside the
+output and renamed at the end, so a failure never leaves half a data set.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from cenfusion.data.hha import Intrinsics
+from cenfusion.data.hha import hha as hha_encoding
 from cenfusion.data.io import write_png
 from cenfusion.data.prepare.common import (
     PreparedSplits,
@@ -65,13 +69,14 @@ SPLITS = Path("traintestSUNRGBD") / "allsplit.mat"
 
 @dataclass(frozen=True)
 class Sample:
-    """One entry of ``SUNRGBDMeta``: its 1-based index, folder (relative to ``SUNRGBD/``) and
-    the names of its colour and depth files."""
+    """One entry of ``SUNRGBDMeta``: its 1-based index, folder (relative to ``SUNRGBD/``),
+    the names of its colour and depth files, and its camera (read where HHA needs it)."""
 
     index: int
     folder: str
     rgbname: str
     depthname: str
+    camera: Intrinsics | None = None
 
 
 def sample_folder(path: str) -> str:
@@ -96,15 +101,17 @@ def prepare_sunrgbd(
     toolbox: str | os.PathLike[str],
     output: str | os.PathLike[str],
     progress: bool = True,
+    hha: bool = False,
 ) -> PreparedSplits:
     """Write the SUN RGB-D layout (module docstring) from the extracted ``SUNRGBD`` and
-    ``SUNRGBDtoolbox`` folders."""
+    ``SUNRGBDtoolbox`` folders; ``hha``: also ``hha/`` (a third modality, read with
+    ``data.modality_settings.hha.folder: hha``)."""
     h5py, loadmat = mat_readers()
     sunrgbd, toolbox, output = Path(sunrgbd), Path(toolbox), Path(output)
     if not sunrgbd.is_dir():
         raise FileNotFoundError(f"--sunrgbd {str(sunrgbd)!r} is not a folder (the SUNRGBD data)")
     check_output(output)
-    samples = read_meta(toolbox / META, loadmat)
+    samples = read_meta(toolbox / META, loadmat, cameras=hha)
     train, test = read_split(toolbox / SPLITS, loadmat, samples)
     names = read_class_names(toolbox / CLASS_LIST, loadmat)
     labels_path = toolbox / SEGMENTATION
@@ -123,12 +130,14 @@ def prepare_sunrgbd(
                 references,
                 labels_path,
                 progress,
+                hha,
             ),  # fmt: skip
         )
 
 
-def read_meta(path: Path, loadmat: Callable) -> list[Sample]:
-    """The entries of ``SUNRGBDMeta`` as :class:`Sample` s, in the file's order."""
+def read_meta(path: Path, loadmat: Callable, cameras: bool = False) -> list[Sample]:
+    """The entries of ``SUNRGBDMeta`` as :class:`Sample` s, in the file's order (``cameras``:
+    with each entry's intrinsics ``K``)."""
     data = _load(path, loadmat)
     if "SUNRGBDMeta" not in data:
         raise ValueError(
@@ -143,8 +152,28 @@ def read_meta(path: Path, loadmat: Callable) -> list[Sample]:
         except AttributeError as error:
             raise ValueError(f"{str(path)!r}: entry {index} lacks a field: {error}") from None
         folder = sample_folder(values["rgbpath"]).rsplit("/", 2)[0]  # without image/<name>
-        samples.append(Sample(index, folder, values["rgbname"], values["depthname"]))
+        camera = _camera(entry, index, path) if cameras else None
+        samples.append(Sample(index, folder, values["rgbname"], values["depthname"], camera))
     return samples
+
+
+def _camera(entry: Any, index: int, path: Path) -> Intrinsics:
+    """An entry's ``K`` (``[[fx, 0, cx], [0, fy, cy], [0, 0, 1]]``) as :class:`Intrinsics`."""
+    try:
+        matrix = np.asarray(entry.K, dtype=np.float64)
+    except (AttributeError, TypeError, ValueError):
+        matrix = np.empty(0)
+    if (
+        matrix.shape != (3, 3)
+        or not np.all(np.isfinite(matrix))
+        or min(matrix[0, 0], matrix[1, 1]) <= 0
+    ):
+        raise ValueError(
+            f"{str(path)!r}: entry {index} has no 3 x 3 camera matrix K with positive focal "
+            "lengths, which --hha needs"
+        )
+    fx, fy, cx, cy = (float(matrix[i, j]) for i, j in ((0, 0), (1, 1), (0, 2), (1, 2)))
+    return Intrinsics(fx=fx, fy=fy, cx=cx, cy=cy)
 
 
 def read_split(
@@ -254,8 +283,9 @@ def _write(
     references: list[Any],
     labels_path: Path,
     progress: bool,
+    with_hha: bool = False,
 ) -> PreparedSplits:
-    for folder in ("rgb", "depth", "masks"):
+    for folder in ("rgb", "depth", "masks", *(("hha",) if with_hha else ())):
         (root / folder).mkdir()
     result = PreparedSplits(root, len(train), len(test), dataset="SUN RGB-D", val_name="test")
     histogram: dict[int, int] = {}
@@ -283,8 +313,13 @@ def _write(
                 )
         name = f"{sample.index:06d}"
         shutil.copyfile(rgb_path, root / "rgb" / f"{name}.jpg")
-        write_png(root / "depth" / f"{name}.png", decode_depth(stored))
+        millimetres = decode_depth(stored)
+        write_png(root / "depth" / f"{name}.png", millimetres)
         write_png(root / "masks" / f"{name}.png", mask)
+        if with_hha:
+            assert sample.camera is not None  # read_meta(cameras=True)
+            depth_m = millimetres.astype(np.float64) / 1000
+            write_png(root / "hha" / f"{name}.png", hha_encoding(depth_m, sample.camera))
         _count(mask, result, histogram)
     result.class_pixels = histogram
     for list_name, split in (("train.txt", train), ("test.txt", test)):

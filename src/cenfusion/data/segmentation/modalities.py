@@ -34,7 +34,9 @@ class Modality:
     in normalised units (0 = the mean of a mean/std-normalised modality). ``require_16bit``
     refuses 8-bit files (for depth stored at a 16-bit scale). ``folder`` and ``ext`` place the
     files in the folder-per-modality layout (``root/<folder>/<id>.<ext>``; folder defaults to the
-    name); list-file layouts ignore them.
+    name); the list-file layouts (NYUDv2, SUN RGB-D) read ``rgb`` and ``depth`` from their lists
+    and any further modality, such as HHA, from its ``folder`` beside them
+    (``root/<folder>/<the label file's stem>.<ext>``).
     """
 
     name: str

@@ -57,6 +57,7 @@ class SegmentationTask(Task):
         sign=1,
         unit=" mIoU points",
     )
+    preprocessing_keys = ("data.modality_settings", "data.depth_scale", "data.format")
     backbone_ablations = True
     modality_dropout = True
     public_code = official
@@ -142,7 +143,7 @@ class SegmentationTask(Task):
             config.eval.flip = True
         model = options.restrict(self.model_with_weights(config, checkpoint))
         settings = apply_inference_speed(model, config, options.speed)
-        dataset = build_datasets(config, (split,))[split]
+        dataset = build_datasets(options.data_config(config), (split,))[split]
         scores = evaluate(model, dataset, config, progress=progress)
         scales = ", ".join(f"{s:g}" for s in config.eval.scales)
         title = f"{split} split, {len(dataset)} images, scales [{scales}]"
@@ -158,11 +159,14 @@ class SegmentationTask(Task):
     def scores_from_record(self, record: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         return scores_from_record(record)
 
-    def load_trained(
-        self, checkpoint: str | Path, config: Config, state: Mapping[str, Tensor]
+    def model_with_weights(
+        self,
+        config: Config,
+        checkpoint: str | Path,
+        state: Mapping[str, Tensor] | None = None,
     ) -> nn.Module:
-        config.model.pretrained = None  # the weights come from the checkpoint
-        return super().load_trained(checkpoint, config, state)
+        config.model.pretrained = None  # every weight comes from the checkpoint
+        return super().model_with_weights(config, checkpoint, state)
 
     def read_inputs(
         self, model: nn.Module, config: Config, files: Mapping[str, Path]

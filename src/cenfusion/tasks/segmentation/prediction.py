@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from cenfusion.config import Config
-from cenfusion.data.io import modality_files, read_modality
+from cenfusion.data.io import modality_files, read_modality, write_png
 from cenfusion.engine.samples import write_grid
 from cenfusion.models.segmentation import CENSegmentationModel
 from cenfusion.tasks.segmentation.evaluation import predict_probabilities
@@ -85,7 +85,7 @@ def predict_files(
         config.eval.logits_resize,
         config.train.precision,
     )
-    labels = probabilities["ensemble"].argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
+    labels = probabilities["ensemble"].argmax(dim=1)[0].cpu().numpy()
     rgb = Path(files["rgb"]) if "rgb" in files else None
     return write_prediction(labels, rgb, config.model.num_classes, Path(output))
 
@@ -93,7 +93,11 @@ def predict_files(
 def write_prediction(
     labels: np.ndarray, rgb_file: Path | None, num_classes: int, output: Path
 ) -> dict[str, Path]:
-    """The mask in the class palette, ``*_labels.png`` (indices) and ``*_overlay.png``."""
+    """The mask in the class palette, ``*_labels.png`` (the class indices: 8-bit, 16-bit for
+    more than 256 classes, such as NYUDv2's 894) and ``*_overlay.png``."""
+    if labels.size and (labels.min() < 0 or labels.max() >= max(num_classes, 1)):
+        raise ValueError(f"labels outside 0..{num_classes - 1}, the model's classes")
+    labels = labels.astype(np.uint8 if num_classes <= 256 else np.uint16)
     output.parent.mkdir(parents=True, exist_ok=True)
     colours = palette(num_classes)[labels]
     paths = {
@@ -102,7 +106,7 @@ def write_prediction(
         "overlay": output.with_name(f"{output.stem}_overlay.png"),
     }
     Image.fromarray(colours).save(paths["mask"])
-    Image.fromarray(labels).save(paths["labels"])
+    write_png(paths["labels"], labels)
     if rgb_file is not None:
         base = np.asarray(Image.open(rgb_file).convert("RGB"), dtype=np.float32)
     else:

@@ -91,10 +91,13 @@ def build_model(config: Config) -> CENSegmentationModel:
 def modality_specs(config: Config) -> list[Modality]:
     """How each modality is read and normalised: the one answer for training and prediction.
 
-    ``rgb`` and ``depth`` take the data set's presets (ImageNet-normalised RGB; NYUDv2 depth
-    in metres at ``data.depth_scale``; SUN RGB-D depth min-max stretched per image, as the
-    public code feeds it); any other modality, and every modality of the ``folder`` format,
-    is ``Modality(name, **data.modality_settings[name])``.
+    ``rgb`` and ``depth`` of the ``nyudv2`` and ``sunrgbd`` formats start from the data set's
+    presets (ImageNet-normalised RGB; NYUDv2 depth in metres at ``data.depth_scale``; SUN
+    RGB-D depth min-max stretched per image, as the public code feeds it), which
+    ``data.modality_settings[name]`` amends (SUN RGB-D depth in metres, from the millimetres
+    ``cenfusion prepare sunrgbd`` writes: ``{norm: affine, scale: 0.001}``); any other
+    modality, and every modality of the ``folder`` format, is
+    ``Modality(name, **data.modality_settings[name])``.
     """
     d = config.data
     require_16bit = not d.allow_8bit_depth
@@ -105,9 +108,6 @@ def modality_specs(config: Config) -> list[Modality]:
     presets = {} if d.format == "folder" else {"rgb": IMAGENET_RGB, "depth": depth}
     specs = []
     for name in config.model.modalities:
-        if name in presets:
-            specs.append(presets[name])
-            continue
         settings = d.modality_settings.get(name, {})
         valid = [f.name for f in dataclasses.fields(Modality) if f.name != "name"]
         unknown = [key for key in settings if key not in valid]
@@ -116,7 +116,10 @@ def modality_specs(config: Config) -> list[Modality]:
                 f"data.modality_settings.{name}: unknown setting {unknown[0]!r}; valid "
                 f"settings: {valid}"
             )
-        specs.append(Modality(name, **settings))
+        if name in presets:
+            specs.append(dataclasses.replace(presets[name], **settings))
+        else:
+            specs.append(Modality(name, **settings))
     return specs
 
 

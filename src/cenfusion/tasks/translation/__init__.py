@@ -165,7 +165,7 @@ class TranslationTask(Task):
         features = inception_features(config, announce=False)  # the table says why FID is n/a
         model = options.restrict(self.model_with_weights(config, checkpoint))
         settings = apply_inference_speed(model, config, options.speed)
-        dataset = build_datasets(config, (split,))[split]
+        dataset = build_datasets(options.data_config(config), (split,))[split]
         scores = evaluate(model, dataset, config, features, progress, options.save_images)
         inputs = " + ".join(model.modalities)
         title = (
