@@ -260,7 +260,7 @@ def _where_cen_stands(rows: list[dict[str, Any]], comparison: ComparisonMetrics)
                 verdict, behind = "CEN behind", behind + 1
         lines.append(
             f"- `{row['method']}`: {difference:+.{digits}f}{spread}{unit} "
-            f"({paired['n']} paired seeds): {verdict}"
+            f"({paired['n']} paired seed{'s' if paired['n'] != 1 else ''}): {verdict}"
         )
     lines += [
         "",
