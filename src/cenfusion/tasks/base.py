@@ -214,8 +214,8 @@ class Task:
         if differences:
             warnings.warn(
                 f"the config here differs from the one {str(checkpoint)!r} was trained with "
-                f"(the scores use the values here; the run's config.yaml has the training's): "
-                + "; ".join(differences),
+                "(the scores use the values here; `cenfusion evaluate` without a config takes "
+                "the training's): " + "; ".join(differences),
                 stacklevel=3,
             )
         return differences
