@@ -184,6 +184,12 @@ def test_the_cli_trains_and_evaluates_from_a_config(tiny_config, tmp_path, capsy
     scores = json.loads((checkpoint.parent / "scores_val.json").read_text())
     assert set(scores) == {"texture", "reshading", "ensemble"}
     assert all(s["psnr"] > 0 and -1 <= s["ssim"] <= 1 and s["fid"] is None for s in scores.values())
+    # no config: the checkpoint's own; one input missing: its scores beside the full ones
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--drop", "reshading",
+                 "--no-progress"]) == 0  # fmt: skip
+    without = json.loads((checkpoint.parent / "scores_val_without_reshading.json").read_text())
+    assert set(without) == {"texture", "ensemble"}
+    assert set(json.loads((checkpoint.parent / "scores_val.json").read_text())) == set(scores)
 
 
 def test_evaluation_saves_the_images_in_the_public_codes_layout(tiny_config, tmp_path):
