@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -206,11 +205,11 @@ class Task:
         """Warn, naming each setting, where ``config`` differs from the one ``checkpoint`` was
         trained with in the model or its inputs' preprocessing (``preprocessing_keys``; where
         the files lie is left out); returns those differences."""
+        here, then = config.to_dict(), trained.to_dict()
         differences = []
         for key in ("model", *self.preprocessing_keys):
-            here, then = (_setting(c, key) for c in (config, trained))
-            differences += [f"{key}{sub}: {a!r} in training, {b!r} here"
-                            for sub, a, b in _differences(then, here)]  # fmt: skip
+            found = _differences(_at(then, key), _at(here, key))
+            differences += [f"{key}{sub}: {a!r} in training, {b!r} here" for sub, a, b in found]
         if differences:
             warnings.warn(
                 f"the config here differs from the one {str(checkpoint)!r} was trained with "
@@ -267,13 +266,11 @@ class Task:
 _LOCATION = {"folder", "ext", "pretrained"}
 
 
-def _setting(config: Config, key: str) -> Any:
-    section, _, rest = key.partition(".")
-    value = getattr(config, section)
-    value = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
-    for part in rest.split(".") if rest else ():
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
+def _at(data: Any, key: str) -> Any:
+    """The value at dotted ``key`` of nested dicts (None where a part is missing)."""
+    for part in key.split("."):
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
 
 
 def _differences(before: Any, after: Any, where: str = "") -> list[tuple[str, Any, Any]]:
