@@ -4,9 +4,12 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from cenfusion.cli import main
 from cenfusion.tasks import get_task
+
+torch_load = torch.load
 
 
 def test_predict_and_evaluate_without_depth(segmentation_config, synthetic_nyudv2, tmp_path,
@@ -37,15 +40,19 @@ def trained(segmentation_config, tmp_path):
 
 
 def test_scoring_without_depth_needs_no_depth_files_and_keeps_the_full_scores(
-    trained, synthetic_nyudv2, tmp_path, capsys
+    trained, synthetic_nyudv2, tmp_path, capsys, monkeypatch
 ):
     checkpoint, run_config = trained
     no_depth = tmp_path / "no-depth"
     shutil.copytree(synthetic_nyudv2, no_depth)
     shutil.rmtree(no_depth / "depth")  # the depth camera's files are gone
+    reads = []
+    monkeypatch.setattr(torch, "load", lambda *a, **k: reads.append(a[0]) or torch_load(*a, **k))
     # no config: the checkpoint's own, with the override
     assert main(["evaluate", "--checkpoint", str(checkpoint), f"data.root={no_depth}", "--drop",
                  "depth", "--no-progress"]) == 0  # fmt: skip
+    assert [str(path) for path in reads] == [str(checkpoint)]  # its config and weights: one read
+    monkeypatch.undo()
     without = checkpoint.with_name("scores_val_without_depth.json")
     assert sorted(json.loads(without.read_text())) == ["ensemble", "rgb"]
     assert main(["evaluate", str(run_config), "--checkpoint", str(checkpoint),

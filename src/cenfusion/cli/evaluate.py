@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from cenfusion.config import Config, apply_override, config_from_dict, load_config
 from cenfusion.engine.checkpoint import checkpoint_config, load_checkpoint
@@ -78,8 +79,11 @@ def run(args: argparse.Namespace) -> int:
     if args.config is not None and "=" in args.config:  # an override; no config given
         args.overrides.insert(0, args.config)
         args.config = None
+    state = None  # the weights, where the config's reading has read them already
     if args.config is None:
-        config = trained_config(args.checkpoint, args.overrides)
+        payload = load_checkpoint(args.checkpoint)
+        config = trained_config(payload, args.checkpoint, args.overrides)
+        state = payload["model"]
     else:
         config = load_config(args.config, args.overrides)
     task = get_task(config.task)
@@ -92,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         tuple(args.exchange_off),
     )
     scores, title = task.evaluate_checkpoint(
-        config, args.checkpoint, args.split, options, progress=not args.no_progress
+        config, args.checkpoint, args.split, options, progress=not args.no_progress, state=state
     )
     print(task.format_scores(scores, title=title))
     file_name = f"scores_{args.split}{options.file_suffix()}.json"
@@ -104,9 +108,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def trained_config(checkpoint: str | Path, overrides: list[str]) -> Config:
-    """The config ``checkpoint`` was trained with, ``overrides`` applied."""
-    data = checkpoint_config(load_checkpoint(checkpoint), checkpoint).to_dict()
+def trained_config(payload: dict[str, Any], checkpoint: str | Path, overrides: list[str]) -> Config:
+    """The config the checkpoint ``payload`` (read from ``checkpoint``) was trained with,
+    ``overrides`` applied."""
+    data = checkpoint_config(payload, checkpoint).to_dict()
     for override in overrides:
         apply_override(data, override)
     return config_from_dict(data, where=f"{checkpoint}:config")

@@ -159,8 +159,10 @@ class Task:
         split: str,
         options: EvaluateOptions,
         progress: bool = True,
+        state: Mapping[str, Tensor] | None = None,
     ) -> tuple[dict[str, Any], str]:
-        """``cenfusion evaluate``: the scores of ``checkpoint`` on ``split`` and a title."""
+        """``cenfusion evaluate``: the scores of ``checkpoint`` on ``split`` and a title
+        (``state``: its ``model`` entry, where already read)."""
         raise NotImplementedError
 
     def format_scores(self, scores: Mapping[str, Any], title: str = "") -> str:

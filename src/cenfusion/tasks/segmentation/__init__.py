@@ -134,6 +134,7 @@ class SegmentationTask(Task):
         split: str,
         options: EvaluateOptions,
         progress: bool = True,
+        state: Mapping[str, Tensor] | None = None,
     ) -> tuple[dict[str, Any], str]:
         if options.save_images is not None:
             raise ValueError("--save-images applies to translation only")
@@ -141,7 +142,7 @@ class SegmentationTask(Task):
             config.eval.scales = list(options.scales)
         if options.flip:
             config.eval.flip = True
-        model = options.restrict(self.model_with_weights(config, checkpoint))
+        model = options.restrict(self.model_with_weights(config, checkpoint, state))
         settings = apply_inference_speed(model, config, options.speed)
         dataset = build_datasets(options.data_config(config), (split,))[split]
         scores = evaluate(model, dataset, config, progress=progress)

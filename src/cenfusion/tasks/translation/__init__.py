@@ -159,11 +159,12 @@ class TranslationTask(Task):
         split: str,
         options: EvaluateOptions,
         progress: bool = True,
+        state: Mapping[str, Tensor] | None = None,
     ) -> tuple[dict[str, Any], str]:
         if options.scales or options.flip:
             raise ValueError("--scales and --flip apply to segmentation only")
         features = inception_features(config, announce=False)  # the table says why FID is n/a
-        model = options.restrict(self.model_with_weights(config, checkpoint))
+        model = options.restrict(self.model_with_weights(config, checkpoint, state))
         settings = apply_inference_speed(model, config, options.speed)
         dataset = build_datasets(options.data_config(config), (split,))[split]
         scores = evaluate(model, dataset, config, features, progress, options.save_images)
