@@ -712,17 +712,29 @@ def _exchange_lines(protocol: Protocol, report: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def class_names(config: Config, count: int) -> list[str]:
+def class_names(config: Config, count: int, kept: Path | None = None) -> list[str]:
     """The data set's class names from ``meta.json`` in its root (written by ``cenfusion
-    synth`` and ``cenfusion prepare``), else ``class k``."""
-    meta = Path(config.data.root) / "meta.json"
+    synth`` and ``cenfusion prepare``), else ``class k``. With ``kept`` (a results folder's
+    ``classes.json``) names read from the data are written there and read back where the data
+    is absent, so a clone of the results alone still names the classes."""
+    names = _names_in(Path(config.data.root) / "meta.json", count)
+    if names is not None and kept is not None and _names_in(kept, count) != names:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_text(json.dumps({"classes": names}, indent=2) + "\n")
+    if names is None and kept is not None:
+        names = _names_in(kept, count)
+    return names if names is not None else [f"class {k}" for k in range(count)]
+
+
+def _names_in(path: Path, count: int) -> list[str] | None:
+    """The ``classes`` list of the JSON file ``path`` where it has ``count`` of them."""
     try:
-        names = json.loads(meta.read_text()).get("classes")
+        names = json.loads(path.read_text()).get("classes")
     except (OSError, ValueError, AttributeError):
-        names = None
+        return None
     if isinstance(names, list) and len(names) == count:
         return [str(name) for name in names]
-    return [f"class {k}" for k in range(count)]
+    return None
 
 
 def _class_lines(protocol: Protocol, report: dict[str, Any]) -> list[str]:
@@ -754,14 +766,16 @@ def _class_lines(protocol: Protocol, report: dict[str, Any]) -> list[str]:
     best = max(fusions, key=mean_score) if fusions else None
     count = len(next(iter(per_seed["cen"].values())))
     assert protocol.base is not None
-    names = class_names(protocol.base, count)
+    names = class_names(protocol.base, count, protocol.results / "classes.json")
     header = [*(f"`{m}`" for m in methods)] + ([f"`cen` − `{best}`"] if best else [])
     lines = [
         "## Class by class",
         "",
-        "Test IoU of each family's chosen method's ensemble per class (mean over its seeds), "
+        "Test IoU of each family's chosen method's ensemble per class: the mean over its seeds "
+        "and, in brackets, the lowest and highest seed (where the seeds part, the class is "
+        "learnt by some runs and not by others)"
         + (
-            f"and CEN's paired difference to the best other fusion, `{best}`, with the 95 % "
+            f"; and CEN's paired difference to the best other fusion, `{best}`, with the 95 % "
             "interval over the seeds both have."
             if best
             else "."
@@ -771,9 +785,7 @@ def _class_lines(protocol: Protocol, report: dict[str, Any]) -> list[str]:
         "|---|" + "---|" * len(header),
     ]
     for k, name in enumerate(names):
-        values = [
-            f"{100 * mean_interval([v[k] for v in per_seed[m].values()]).mean:.1f}" for m in methods
-        ]
+        values = [_mean_and_range([v[k] for v in per_seed[m].values()]) for m in methods]
         if best:
             cen = {s: v[k] for s, v in per_seed["cen"].items()}
             other = {s: v[k] for s, v in per_seed[best].items()}
@@ -781,6 +793,14 @@ def _class_lines(protocol: Protocol, report: dict[str, Any]) -> list[str]:
             values.append("—" if difference is None else _interval_text(difference, 100))
         lines.append(f"| {name} | " + " | ".join(values) + " |")
     return [*lines, ""]
+
+
+def _mean_and_range(values: list[float]) -> str:
+    """``mean (lowest–highest)`` in percent; the mean alone for one value."""
+    text = f"{100 * sum(values) / len(values):.1f}"
+    if len(values) > 1:
+        text += f" ({100 * min(values):.0f}–{100 * max(values):.0f})"
+    return text
 
 
 def _branch_lines(report: dict[str, Any]) -> list[str]:
