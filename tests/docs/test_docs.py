@@ -5,7 +5,8 @@ argument parser, and its config (with its overrides) loads. The quick start of t
 the own-modalities guide run end to end as written, on smaller images and a one-step training
 budget: the only changes, appended to the commands below as extra arguments, are ``--size`` for
 ``synth`` and budget overrides for ``train``/``evaluate``. Every python block of the README
-runs, and each ``# {...}`` line must be the value of the expression above it.
+runs, and each ``# {...}`` line must be the value of the expression above it. Each benchmark
+protocol's committed report is what its committed per-run results give.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from cenfusion.cli import build_parser, main
 from cenfusion.config import Config, load_config, registered_tasks
 from cenfusion.docgen import api_reference, config_reference
 from cenfusion.experiments import resolve_variants
+from cenfusion.experiments.protocol import Protocol, format_protocol
 from cenfusion.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,3 +195,21 @@ def test_every_relative_link_of_the_docs_resolves():
             if not external and not (page.parent / target).exists():
                 broken.append(f"{page.relative_to(ROOT)} -> {target}")
     assert not broken, broken
+
+
+PROTOCOLS = sorted((ROOT / "experiments" / "protocols").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PROTOCOLS, ids=[p.stem for p in PROTOCOLS])
+def test_each_committed_benchmark_report_is_what_its_committed_results_give(path, monkeypatch):
+    """A figure the README quotes from a report can be traced to the per-run JSON: the report
+    regenerated from the results folder equals the committed one."""
+    monkeypatch.chdir(ROOT)  # a protocol's paths are relative to the repository's root
+    protocol = Protocol.load(path.relative_to(ROOT))
+    committed = protocol.results / "README.md"
+    if not committed.is_file():
+        pytest.skip(f"{path.name} has no committed report yet")
+    assert format_protocol(protocol, protocol.report()) == committed.read_text(), (
+        f"{committed} is not what `cenfusion protocol report {path.relative_to(ROOT)}` writes "
+        "from the committed results: regenerate it"
+    )
