@@ -209,7 +209,29 @@ def test_each_committed_benchmark_report_is_what_its_committed_results_give(path
     committed = protocol.results / "README.md"
     if not committed.is_file():
         pytest.skip(f"{path.name} has no committed report yet")
-    assert format_protocol(protocol, protocol.report()) == committed.read_text(), (
-        f"{committed} is not what `cenfusion protocol report {path.relative_to(ROOT)}` writes "
-        "from the committed results: regenerate it"
-    )
+    text = format_protocol(protocol, protocol.report())
+    for page in [committed, *protocol.report_copies]:
+        assert page.is_file() and text == page.read_text(), (
+            f"{page} is not what `cenfusion protocol report {path.relative_to(ROOT)}` writes "
+            "from the committed results: regenerate it"
+        )
+
+
+def test_the_readme_quotes_the_benchmark_reports(monkeypatch):
+    """The README's benchmark section claims nothing the committed reports do not say: each of
+    its table rows is a row of a report, and each figure with an interval is in one."""
+    monkeypatch.chdir(ROOT)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("### The benchmark")
+    section = readme[start : readme.index("\n## ", start)]
+    reports = []
+    for path in PROTOCOLS:
+        results = Protocol.load(path.relative_to(ROOT)).results / "README.md"
+        if results.is_file():
+            reports.append(results.read_text(encoding="utf-8"))
+    lines = {line for report in reports for line in report.splitlines()}
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    assert rows, "the benchmark section shows no headline table"
+    assert [row for row in rows if row not in lines] == []
+    figures = re.findall(r"[+-]?\d+\.\d+ ± \d+\.\d+", " ".join(section.split()))
+    assert [f for f in figures if not any(f in report for report in reports)] == []

@@ -150,7 +150,8 @@ def test_diverged_candidates_lose_and_a_round_of_failures_stops_the_family(
 def test_seeds_of_the_chosen_settings_come_seed_major_after_every_tuning_run(
     segmentation_yaml, tmp_path
 ):
-    path = write_protocol(tmp_path, segmentation_yaml)
+    page = tmp_path / "docs" / "results.md"  # a copy of the report, e.g. a page the docs link
+    path = write_protocol(tmp_path, segmentation_yaml, report_copies=[str(page)])
     protocol = Protocol.load(path)
     for _ in range(10):  # answer every tuning run (the first candidate wins each round)
         tuning = [c for c in protocol.plan() if c.purpose == "tuning"]
@@ -192,6 +193,13 @@ def test_seeds_of_the_chosen_settings_come_seed_major_after_every_tuning_run(
         "`cen`: `lam1e-2_lra` |" in text
     )
     assert "## Where CEN stands" in text and "0 run(s) are missing" in text
+    # the headline first: the chosen method of each family and the ablation rows, with CEN's
+    # paired difference (private-bn-l1: 25, 26 against CEN's 50, 31; t(1) = 12.706)
+    headline = text[text.index("## Headline") : text.index("## Tuning")]
+    assert "| `private-bn-l1` | 25.50 ± 6.35 | 25.50 ± 6.35 | 25.50 ± 6.35 | +15.00 ± 127.06: " \
+        "not resolved | — | 2/2 ok |" in headline  # fmt: skip
+    assert "| `cen` | 37.67 ± 26.56 |" in headline and "`concat-early`" in headline
+    assert "`concat-late`" not in headline
     # class by class: the chosen methods' ensembles, and CEN against the best other fusion
     # (the tiny data set names 10 classes, these scores 2: the classes are numbered)
     assert "| class | `unimodal-rgb` | `cen` | `concat-early` | `cen` − `concat-early` |" in text
@@ -207,6 +215,7 @@ def test_seeds_of_the_chosen_settings_come_seed_major_after_every_tuning_run(
     assert "setting `lra` (chosen)" in text and "setting `lam1e-2_lra` (chosen)" not in text
     # the report command also draws the exchange over training of each seed-0 CEN run
     assert main(["protocol", "report", str(path)]) == 0
+    assert page.read_text() == (tmp_path / "results" / "README.md").read_text()
     figures = sorted(p.name for p in (tmp_path / "results" / "exchange").iterdir())
     assert figures == ["lam1e-1_lra_cen.png", "lam1e-2_lra_cen.png", "lam1e-2_lrb_cen.png"]
     assert "| `private-bn-l1` | 2 | 20.0 % ± 0.0 | 30.0 % ± 0.0 |" in text

@@ -3,9 +3,9 @@ paired seeds (:mod:`cenfusion.experiments.protocol`).
 
 ``run`` trains what is missing (resumable; ``--limit-s`` stops it cleanly), ``plan`` prints
 the runs missing now with the command of each, ``report`` writes the tables from the results
-folder (``RESULTS/README.md`` unless ``--markdown`` says otherwise) and, with matplotlib, the
-exchange over training of every exchanging method's seed-0 run
-(``RESULTS/exchange/<setting>_<method>.png``).
+folder (``RESULTS/README.md`` and the protocol's ``report_copies``, unless ``--markdown``
+says where instead) and, with matplotlib, the exchange over training of every exchanging
+method's seed-0 run (``RESULTS/exchange/<setting>_<method>.png``).
 """
 
 from __future__ import annotations
@@ -56,11 +56,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(cells)} run(s) missing now (later tuning rounds wait for these)")
         return 0
     text = format_protocol(protocol, protocol.report())
-    target = Path(args.markdown) if args.markdown else protocol.results / "README.md"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(target, text)
+    targets = (
+        [Path(args.markdown)]
+        if args.markdown
+        else [protocol.results / "README.md", *protocol.report_copies]
+    )
     print(text)
-    print(f"wrote {target}")
+    for target in targets:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(target, text)
+        print(f"wrote {target}")
     figures = [(setting, r) for setting, r in exchange_cells(protocol) if r["seed"] == 0]
     if figures:
         try:

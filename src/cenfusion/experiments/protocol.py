@@ -21,7 +21,8 @@ runner's pairing).
 Every run is one ``cenfusion compare`` cell, kept as ``RESULTS/<setting>/<method>/seed<k>.json``
 with the command that reruns it, where ``<setting>`` spells the knob options (``lam3e-2_lr5e-3``).
 The results folder is the protocol's state: a later call (on any machine) trains what is
-missing and the report is rewritten from what is there.
+missing and the report is rewritten from what is there: ``RESULTS/README.md``, and the same
+text at each path of ``report_copies`` (a page the docs link as the benchmark's result).
 """
 
 from __future__ import annotations
@@ -40,10 +41,13 @@ import yaml
 
 from cenfusion.config import Config, load_config
 from cenfusion.experiments.report import (
+    cen_minus,
     format_markdown,
     improvement,
     machine_label,
     reported_scores,
+    runs_text,
+    stats_text,
     summarise,
 )
 from cenfusion.experiments.runner import CellResult, input_files, machine_info, trains_on
@@ -141,6 +145,7 @@ class Protocol:
     families: dict[str, Family]
     prepare: tuple[PrepareStep, ...] = ()
     title: str = ""
+    report_copies: tuple[Path, ...] = ()  # the report is also written here
     base: Config | None = None  # the base config with the protocol's overrides
     _configs: dict[tuple[tuple[str, str], ...], Config] = field(default_factory=dict, repr=False)
 
@@ -155,7 +160,8 @@ class Protocol:
         if not isinstance(raw, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
         known = {"title", "config", "overrides", "results", "output", "knobs", "families"}
-        unknown = sorted(set(raw) - known - {"prepare"})
+        known |= {"prepare", "report_copies"}
+        unknown = sorted(set(raw) - known)
         if unknown:
             raise ValueError(f"{path}: unknown keys {unknown}; expected {sorted(known)}")
         for key in ("config", "results", "output", "families"):
@@ -213,6 +219,7 @@ class Protocol:
             families=families,
             prepare=tuple(_prepare_step(path, p) for p in raw.get("prepare") or ()),
             title=str(raw.get("title", "")),
+            report_copies=tuple(Path(c) for c in raw.get("report_copies") or ()),
         )
         protocol.base = load_config(protocol.config, list(protocol.overrides))
         protocol.check_methods()
@@ -561,6 +568,7 @@ def format_protocol(protocol: Protocol, report: dict[str, Any]) -> str:
         f"`cenfusion protocol run {protocol.path}`; {report['remaining']} run(s) are missing "
         "now.",
         "",
+        *_headline_lines(protocol, report),
         "## Tuning (seed 0, validation)",
         "",
         "`machine`: where each run trained. The same run on another kind of CPU lands about a "
@@ -614,6 +622,62 @@ def format_protocol(protocol: Protocol, report: dict[str, Any]) -> str:
     else:
         lines += ["No family has finished tuning yet.", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _headline_lines(protocol: Protocol, report: dict[str, Any]) -> list[str]:
+    """The answer first: CEN, each family at the method its tuning chose and the methods that
+    take another family's setting (the sharing ablation), on the test split, each with CEN's
+    paired difference; the full tables follow in the report."""
+    table = report["table"]
+    if not table["cells"]:
+        return []
+    comparison = get_task(table["task"]).comparison
+    headline = comparison.headline
+    shown = []
+    for name, choice in report["choices"].items():
+        family = protocol.families[name]
+        if choice.done:
+            shown += family.methods if family.setting_from is not None else [choice.method]
+    rows = {row["method"]: row for row in table["summary"]}
+    outputs = [*table["modalities"], "ensemble"]
+    header = ["method", *(f"{o} {headline.label}" for o in outputs), "CEN minus it"]
+    header += ["gain last ¼", "runs"]
+    lines = [
+        "## Headline",
+        "",
+        f"Test {headline.label} of each branch and the ensemble, mean ± half width of the 95 % "
+        "interval over the seeds that finished: CEN, each family at the method its tuning "
+        "chose, and the rows that train with CEN's setting; `CEN minus it`: how much better "
+        "CEN's ensemble scores than the method's, seed by seed, with the 95 % interval of the "
+        "mean (negative: CEN worse; `ahead` or `behind` only where the interval excludes "
+        "zero); `gain last ¼`: the validation score gained over the last quarter of training "
+        "(converged: little). Every run, and every other stage of each family, is in the "
+        "tables below.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for method in shown:
+        row = rows.get(method)
+        if row is None:
+            continue
+        scores = row["scores"]
+        values = [
+            stats_text(scores.get(o, {}).get(headline.key), headline.scale, headline.digits)
+            for o in outputs
+        ]
+        paired = row.get("paired_vs_cen")
+        if method == "cen":
+            versus = "—"
+        elif paired is None:
+            versus = "no paired seed yet"
+        else:
+            difference, verdict = cen_minus(paired, comparison)
+            versus = f"{difference}: {verdict.removeprefix('CEN ')}"
+        gain = stats_text(row.get("last_quarter_gain"), headline.scale, headline.digits)
+        values += [versus, gain, runs_text(row)]
+        lines.append(f"| `{method}` | " + " | ".join(values) + " |")
+    return [*lines, ""]
 
 
 def _tuning_test_lines(protocol: Protocol, report: dict[str, Any]) -> list[str]:

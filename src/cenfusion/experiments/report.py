@@ -119,7 +119,7 @@ def _paired(values: dict[int, float], cen: dict[int, float]) -> dict[str, Any] |
     return None if difference is None else difference.as_dict()
 
 
-def _cell(stats: dict[str, float] | None, scale: float, digits: int) -> str:
+def stats_text(stats: dict[str, float] | None, scale: float, digits: int) -> str:
     """``mean ± half width of the 95 % interval`` (the mean alone for one seed)."""
     if stats is None:
         return "—"
@@ -168,7 +168,8 @@ def _count(n: int) -> str:
     return str(n)
 
 
-def _status(row: dict[str, Any]) -> str:
+def runs_text(row: dict[str, Any]) -> str:
+    """``3/5 ok (2 pending)``: how many of a method's seeds finished, and what the rest did."""
     bad = [f"{n} {s}" for s, n in row["statuses"].items() if n]
     return f"{row['ok']}/{row['seeds']} ok" + (f" ({', '.join(bad)})" if bad else "")
 
@@ -212,25 +213,40 @@ def format_markdown(report: dict[str, Any]) -> str:
 
         columns = [(m, headline) for m in modalities] + [("ensemble", headline)]
         columns += [("ensemble", column) for column in comparison.ensemble]
-        values = [_cell(get(output, c.key), c.scale, c.digits) for output, c in columns]
+        values = [stats_text(get(output, c.key), c.scale, c.digits) for output, c in columns]
         values += [
-            _cell(row.get("last_quarter_gain"), headline.scale, headline.digits),
-            _cell(row.get("epochs"), 1, 1),
+            stats_text(row.get("last_quarter_gain"), headline.scale, headline.digits),
+            stats_text(row.get("epochs"), 1, 1),
             _count(row["total_params"]),
             _count(row["fusion_params"]),
-            _cell(row["train_seconds"], 1, 0),
-            _status(row),
+            stats_text(row["train_seconds"], 1, 0),
+            runs_text(row),
         ]
         lines.append("| " + " | ".join([f"`{row['method']}`", *values]) + " |")
     lines += ["", *_where_cen_stands(rows, comparison), *_methods_and_failures(rows)]
     return "\n".join(lines) + "\n"
 
 
+def cen_minus(paired: dict[str, Any], comparison: ComparisonMetrics) -> tuple[str, str]:
+    """CEN minus a method (positive: CEN better) from a row's ``paired_vs_cen`` as
+    ``("+1.23 ± 0.45", verdict)``; the verdict is ``CEN ahead`` or ``CEN behind`` only where
+    the 95 % interval excludes zero."""
+    headline = comparison.headline
+    scale, digits = headline.scale, headline.digits
+    difference = -paired["mean"] * comparison.sign * scale  # the row holds method - CEN
+    if paired["half_width"] is None:
+        return f"{difference:+.{digits}f}", "one seed: no interval"
+    half = paired["half_width"] * scale
+    text = f"{difference:+.{digits}f} ± {half:.{digits}f}"
+    if abs(difference) <= half:
+        return text, "not resolved"
+    return text, "CEN ahead" if difference > 0 else "CEN behind"
+
+
 def _where_cen_stands(rows: list[dict[str, Any]], comparison: ComparisonMetrics) -> list[str]:
     """CEN's ensemble against every other method's final prediction: the paired difference
     with its 95 % interval, in plain words."""
-    headline = comparison.headline
-    better, unit, scale, digits = comparison.sign, comparison.unit, headline.scale, headline.digits
+    headline, unit = comparison.headline, comparison.unit
     if not any(r["method"] == "cen" for r in rows):
         return []
     lines = ["## Where CEN stands", ""]
@@ -240,28 +256,22 @@ def _where_cen_stands(rows: list[dict[str, Any]], comparison: ComparisonMetrics)
         "seeds; an interval that contains zero does not resolve the two methods."
     )
     lines.append("")
-    ahead = behind = tied = 0
+    counts = {"CEN ahead": 0, "CEN behind": 0}
+    tied = 0
     for row in rows:
         paired = row.get("paired_vs_cen")
         if row["method"] == "cen" or paired is None:
             continue
-        difference = -paired["mean"] * better * scale  # the row holds method - CEN
-        if paired["half_width"] is None:
-            verdict, tied = "one seed: no interval", tied + 1
-            spread = ""
+        difference, verdict = cen_minus(paired, comparison)
+        if verdict in counts:
+            counts[verdict] += 1
         else:
-            half = paired["half_width"] * scale
-            spread = f" ± {half:.{digits}f}"
-            if abs(difference) <= half:
-                verdict, tied = "not resolved", tied + 1
-            elif difference > 0:
-                verdict, ahead = "CEN ahead", ahead + 1
-            else:
-                verdict, behind = "CEN behind", behind + 1
+            tied += 1
         lines.append(
-            f"- `{row['method']}`: {difference:+.{digits}f}{spread}{unit} "
+            f"- `{row['method']}`: {difference}{unit} "
             f"({paired['n']} paired seed{'s' if paired['n'] != 1 else ''}): {verdict}"
         )
+    ahead, behind = counts["CEN ahead"], counts["CEN behind"]
     lines += [
         "",
         f"In sum: CEN ahead of {ahead}, behind {behind}, not resolved against {tied} method(s).",
