@@ -4,7 +4,7 @@ the validation score gained less than ``train.converged_gain`` over the last qua
 import pytest
 import torch
 
-from cenfusion.engine.convergence import has_converged, last_quarter_gain
+from cenfusion.engine.convergence import has_converged, last_quarter_gain, rise_at_full_rate
 from cenfusion.tasks import get_task
 
 SEGMENTATION = get_task("segmentation")
@@ -27,6 +27,20 @@ def test_the_gain_is_the_last_score_minus_the_last_one_at_or_before_three_quarte
     assert last_quarter_gain(curve[:1], 1) is None  # nothing at or before 0.75
     assert has_converged(curve, 4, 0.005) and not has_converged(curve[:3], 3, 0.005)
     assert not has_converged(curve[:1], 1, 0.005)  # not measurable is not converged
+
+
+def test_the_rise_at_full_rate_is_the_climb_per_epoch_over_the_last_epochs_at_the_top_rate():
+    # warm-up at a tenth, the full rate for epochs 2-6, then a tenth: the climb from epoch 3
+    # (0.3) to 6 (0.6) is 0.1 an epoch, however flat the curve is after the step
+    rates = [0.001, 0.01, 0.01, 0.01, 0.01, 0.01, 0.001, 0.001]
+    curve = [[e, v] for e, v in enumerate([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.62, 0.62], start=1)]
+    assert rise_at_full_rate(curve, rates) == pytest.approx(0.1)
+    # validated every other epoch: the last validation at the full rate (6) against the last
+    # one at least three epochs before it (2), over the four epochs between them
+    sparse = [c for c in curve if c[0] % 2 == 0]
+    assert rise_at_full_rate(sparse, rates) == pytest.approx((0.6 - 0.2) / 4)
+    assert rise_at_full_rate(curve[:2], rates) is None  # nothing three epochs before epoch 2
+    assert rise_at_full_rate([], rates) is None and rise_at_full_rate(curve, []) is None
 
 
 def test_the_schedule_is_extended_at_its_last_rates_until_converged(tiny_config, tmp_path):

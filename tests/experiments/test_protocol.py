@@ -197,8 +197,9 @@ def test_seeds_of_the_chosen_settings_come_seed_major_after_every_tuning_run(
     # paired difference (private-bn-l1: 25, 26 against CEN's 50, 31; t(1) = 12.706)
     headline = text[text.index("## Headline") : text.index("## Tuning")]
     assert "| `private-bn-l1` | 25.50 ± 6.35 | 25.50 ± 6.35 | 25.50 ± 6.35 | +15.00 ± 127.06: " \
-        "not resolved | — | 2/2 ok |" in headline  # fmt: skip
+        "not resolved | — | — | 2/2 ok |" in headline  # fmt: skip
     assert "| `cen` | 37.67 ± 26.56 |" in headline and "`concat-early`" in headline
+    assert "| CEN minus it | gain last ¼ | rise at full rate | runs |" in headline
     assert "`concat-late`" not in headline
     # class by class: the chosen methods' ensembles, and CEN against the best other fusion
     # (the tiny data set names 10 classes, these scores 2: the classes are numbered)

@@ -641,7 +641,7 @@ def _headline_lines(protocol: Protocol, report: dict[str, Any]) -> list[str]:
     rows = {row["method"]: row for row in table["summary"]}
     outputs = [*table["modalities"], "ensemble"]
     header = ["method", *(f"{o} {headline.label}" for o in outputs), "CEN minus it"]
-    header += ["gain last ¼", "runs"]
+    header += ["gain last ¼", "rise at full rate", "runs"]
     lines = [
         "## Headline",
         "",
@@ -651,8 +651,10 @@ def _headline_lines(protocol: Protocol, report: dict[str, Any]) -> list[str]:
         "CEN's ensemble scores than the method's, seed by seed, with the 95 % interval of the "
         "mean (negative: CEN worse; `ahead` or `behind` only where the interval excludes "
         "zero); `gain last ¼`: the validation score gained over the last quarter of training "
-        "(converged: little). Every run, and every other stage of each family, is in the "
-        "tables below.",
+        "(converged: little); `rise at full rate`: how much it still rose per epoch over the "
+        "last three epochs at the full learning rate (large: the schedule's lower rates, not "
+        "the task, ended the climb). Every run, and every other stage of each family, is in "
+        "the tables below.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -675,7 +677,8 @@ def _headline_lines(protocol: Protocol, report: dict[str, Any]) -> list[str]:
             difference, verdict = cen_minus(paired, comparison)
             versus = f"{difference}: {verdict.removeprefix('CEN ')}"
         gain = stats_text(row.get("last_quarter_gain"), headline.scale, headline.digits)
-        values += [versus, gain, runs_text(row)]
+        rise = stats_text(row.get("rise_at_full_rate"), headline.scale, headline.digits)
+        values += [versus, gain, rise, runs_text(row)]
         lines.append(f"| `{method}` | " + " | ".join(values) + " |")
     return [*lines, ""]
 

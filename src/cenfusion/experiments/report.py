@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cenfusion.engine.convergence import rise_at_full_rate
 from cenfusion.experiments.statistics import mean_interval, paired_difference
 from cenfusion.tasks import ComparisonMetrics, get_task
 
@@ -109,9 +110,23 @@ def summarise(report: dict[str, Any]) -> list[dict[str, Any]]:
                     [improvement(c.get("last_quarter_gain"), comparison.sign) for c in ok]
                 ),
                 "epochs": _mean_std([len(c["epochs"]) for c in ok if c.get("epochs")]),
+                "rise_at_full_rate": _mean_std(
+                    [improvement(_rise_at_full_rate(c), comparison.sign) for c in ok]
+                ),
             }
         )
     return rows
+
+
+def _rise_at_full_rate(cell: dict[str, Any]) -> float | None:
+    """A run's validation climb per epoch when its full learning rate ended, from its curve
+    and the first learning rate its epoch records hold (``lr_encoder``, ``lr_generator``)."""
+    epochs = cell.get("epochs") or []
+    keys = [k for k in (epochs[0] if epochs else {}) if k.startswith("lr_")]
+    if not keys or not all(keys[0] in e for e in epochs):
+        return None
+    rates = [float(e[keys[0]]) for e in epochs]
+    return rise_at_full_rate(cell.get("val_curve") or [], rates)
 
 
 def _paired(values: dict[int, float], cen: dict[int, float]) -> dict[str, Any] | None:
