@@ -271,22 +271,19 @@ def _where_cen_stands(rows: list[dict[str, Any]], comparison: ComparisonMetrics)
         "seeds; an interval that contains zero does not resolve the two methods."
     )
     lines.append("")
-    counts = {"CEN ahead": 0, "CEN behind": 0}
-    tied = 0
+    verdicts = []
     for row in rows:
         paired = row.get("paired_vs_cen")
         if row["method"] == "cen" or paired is None:
             continue
         difference, verdict = cen_minus(paired, comparison)
-        if verdict in counts:
-            counts[verdict] += 1
-        else:
-            tied += 1
+        verdicts.append(verdict)
         lines.append(
             f"- `{row['method']}`: {difference}{unit} "
             f"({paired['n']} paired seed{'s' if paired['n'] != 1 else ''}): {verdict}"
         )
-    ahead, behind = counts["CEN ahead"], counts["CEN behind"]
+    ahead, behind = verdicts.count("CEN ahead"), verdicts.count("CEN behind")
+    tied = len(verdicts) - ahead - behind
     lines += [
         "",
         f"In sum: CEN ahead of {ahead}, behind {behind}, not resolved against {tied} method(s).",
