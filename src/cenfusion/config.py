@@ -35,6 +35,9 @@ class ModelConfig:
     modalities: list[str] = field(default_factory=lambda: ["rgb", "depth"])
     # false: no exchange, the norms stay L1 sites (the "private BN + L1" ablation)
     exchange: bool = True
+    # where the exchange happens: early | middle | late | all, or stage numbers (1-based:
+    # ResNet layer1..4, U-Net encoder blocks); the other sites keep the L1 term, no exchange
+    exchange_stages: str | list[int] = "all"
     # cen | concat | average | align | self_attention (cenfusion.models.fusion)
     fusion: str = "cen"
     # where a baseline fuses: early | middle | late | all, or stage numbers (1-based)

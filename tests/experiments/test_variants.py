@@ -41,6 +41,11 @@ def test_unknown_methods_are_refused_with_the_valid_names():
         ("private-bn", {"exchange": False, "sparsity": "none", "private_norms": True}),
         ("private-bn-l1", {"exchange": False, "sparsity": "disjoint"}),
         ("cen-l1-all", {"exchange": True, "sparsity": "all"}),
+        (
+            "cen-exchange-early",
+            {"exchange": True, "sparsity": "disjoint", "exchange_stages": "early"},
+        ),
+        ("cen", {"exchange_stages": "all"}),
         ("self-attention-late", {"fusion": "self_attention", "fusion_stages": "late"}),
         ("unimodal-depth", {"modalities": ["depth"], "exchange": False, "sparsity": "none"}),
     ],

@@ -40,11 +40,11 @@ def reference_forward(gen, inputs, training):
 
     hs = [gen.down[0].conv(x) for x in inputs]
     skips = []
-    for block in gen.down[1:]:
+    for number, block in enumerate(gen.down[1:], start=2):
         skips.append(hs)
         hs = [block.conv(F.leaky_relu(h, 0.2)) for h in hs]
         if block.norm is not None:
-            hs = norm(block, hs, exchange=True)
+            hs = norm(block, hs, exchange=number in gen.exchange_stages)
     for j, block in enumerate(gen.up):
         hs = [block.conv(F.relu(h)) for h in hs]
         if block.norm is not None:
@@ -91,6 +91,31 @@ def test_generator_matches_the_per_modality_reference(num_modalities, training):
         ref = reference_forward(gen, inputs, training)
     for name, r in zip([*names, "ensemble"], ref, strict=True):
         torch.testing.assert_close(got[name], r, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("stages", [[3], [2, 4], "middle"])
+def test_exchange_at_some_blocks_matches_the_reference(stages):
+    torch.manual_seed(0)
+    gen = CENUNetGenerator(["a", "b"], ngf=4, num_downs=5, exchange_stages=stages)
+    gen.init_weights(std=0.3)
+    gen = randomised(gen).eval()
+    inputs = [torch.randn(1, 3, 32, 32) for _ in range(2)]
+    with torch.no_grad():
+        got = gen(inputs)
+        ref = reference_forward(gen, inputs, training=False)
+        everywhere = CENUNetGenerator(["a", "b"], ngf=4, num_downs=5).eval()
+        everywhere.load_state_dict(gen.state_dict())
+        all_sites = everywhere(inputs)
+    torch.testing.assert_close(got["a"], ref[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got["ensemble"], ref[-1], rtol=1e-5, atol=1e-5)
+    assert (got["a"] - all_sites["a"]).abs().max() > 1e-3  # the switch changes something
+
+
+def test_exchange_stages_without_a_site_are_refused():
+    with pytest.raises(ValueError, match="exchange_stages.*blocks 2..4"):
+        CENUNetGenerator(["a", "b"], ngf=4, num_downs=5, exchange_stages="early")
+    with pytest.raises(ValueError, match="exchange_stages: expected stage numbers in 1..5"):
+        CENUNetGenerator(["a", "b"], ngf=4, num_downs=5, exchange_stages=[6])
 
 
 def test_exchange_changes_the_outputs_for_several_modalities():

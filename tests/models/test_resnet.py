@@ -98,6 +98,37 @@ def test_exchange_changes_the_features_and_can_be_switched_off():
     assert not torch.allclose(on(x)[-1], off(x)[-1])
 
 
+@pytest.mark.parametrize(("stages", "chosen"), [("early", (1,)), ([3, 1], (1, 3))])
+def test_exchange_at_some_stages_is_exchange_there_and_none_elsewhere(stages, chosen):
+    """Reference: the stem and each stage taken from a fully exchanging trunk (a chosen stage)
+    or from the same trunk built without exchange (the others), fed one into the next."""
+    torch.manual_seed(0)
+    some = randomise_norms(cenfusion.create_backbone("resnet18", 2, exchange_stages=stages))
+    everywhere = cenfusion.create_backbone("resnet18", 2).eval()
+    nowhere = cenfusion.create_backbone("resnet18", 2, exchange=False).eval()
+    everywhere.load_state_dict(some.state_dict())
+    nowhere.load_state_dict(some.state_dict())
+    x = torch.randn(4, 3, 32, 32)  # M*B stacked: two modalities, two images
+    with torch.no_grad():
+        got = some.eval()(x)
+        h = everywhere.maxpool(everywhere.relu(everywhere.bn1(everywhere.conv1(x))))
+        expected = []
+        for index in range(1, 5):
+            source = everywhere if index in chosen else nowhere
+            h = getattr(source, f"layer{index}")(h)
+            expected.append(h)
+        differs = [not torch.allclose(a, b) for a, b in zip(got, everywhere(x), strict=True)]
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert differs[-1]  # exchange nowhere else changes the deep features
+    assert some.exchange_stages == chosen
+
+
+def test_exchange_stages_are_checked():
+    with pytest.raises(ValueError, match="exchange_stages: expected one of"):
+        cenfusion.create_backbone("resnet18", 2, exchange_stages="first")
+
+
 def test_inputs_are_validated_by_modality_name():
     model = cenfusion.create_backbone("resnet18", ("rgb", "depth"))
     with pytest.raises(ValueError, match="missing modality 'depth'"):

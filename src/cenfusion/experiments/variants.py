@@ -13,6 +13,9 @@ method trains with the same data, schedule, budget and seed. Names:
   (L1 on all channels + exchange).
 - ``cen-modality-dropout`` (segmentation): CEN trained with ``train.modality_dropout: 0.3``,
   for robustness to a missing camera.
+- ``cen-exchange-early`` (segmentation): CEN exchanging in the first stage only
+  (``model.exchange_stages=early``), the deeper sites keeping their L1 term: whether the deep
+  stages' exchange carries anything.
 
 Groups: ``baselines`` (unimodal and every baseline at every stage), ``ablations`` (the six
 rows), ``all`` (both).
@@ -96,6 +99,17 @@ FIXED_VARIANTS: dict[str, Variant] = {
             "train.modality_dropout=0.3",
         ),  # fmt: skip
         modality_dropout=True,
+    ),
+    "cen-exchange-early": Variant(
+        "cen-exchange-early",
+        "CEN exchanging in the first stage only; the deeper sites keep the L1 term",
+        (
+            "model.fusion=cen",
+            "model.exchange=true",
+            "model.exchange_stages=early",
+            "train.sparsity=disjoint",
+        ),  # fmt: skip
+        backbone_ablation=True,
     ),
 }
 ABLATIONS = ("unshared-convs", "shared-bn", "private-bn", "private-bn-l1", "cen", "cen-l1-all")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from cenfusion.models.backbones.pretrained import load_torchvision_resnet
-from cenfusion.models.fusion import build_stage_fusion, check_fusion
+from cenfusion.models.fusion import build_stage_fusion, check_fusion, resolve_stages
 from cenfusion.nn import MaxPool2d, ModalityBatchNorm2d, ModalityConv2d, as_stacked
 
 NormFactory = Callable[[int, bool], nn.Module]
@@ -276,7 +276,9 @@ class CENResNet(ResNet):
     ``private_norms=False`` one ``nn.BatchNorm2d`` for all modalities (statistics over the whole
     stacked batch), and ``fusion`` one of the baselines of :mod:`cenfusion.models.fusion` after
     the ``fusion_stages`` (layer1..4) instead of exchange (the baselines have no exchange
-    sites, hence no L1 term).
+    sites, hence no L1 term). ``exchange_stages`` (``"early"``, ``[1, 2]``, ... as
+    ``fusion_stages``) limits the exchange to those stages; the other stages' sites stay sites,
+    their penalised channels under the L1 term but never replaced (as ``exchange=False``).
     """
 
     def __init__(
@@ -293,6 +295,7 @@ class CENResNet(ResNet):
         fusion: str = "cen",
         fusion_stages: str | Sequence[int] = "all",
         stage_channels: Sequence[int] = STAGE_CHANNELS,
+        exchange_stages: str | Sequence[int] = "all",
     ) -> None:
         modalities = tuple(modalities)
         if not modalities or len(set(modalities)) != len(modalities):
@@ -330,6 +333,12 @@ class CENResNet(ResNet):
         self.num_modalities = num_modalities
         self.bn_threshold = bn_threshold
         self.exchange = exchange
+        self.exchange_stages = resolve_stages(exchange_stages, 4, "exchange_stages")
+        for index, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4), 1):
+            if index not in self.exchange_stages:
+                for module in layer.modules():
+                    if isinstance(module, ModalityBatchNorm2d):
+                        module.exchange_threshold = None
         self.share_convs = share_convs
         self.private_norms = private_norms
         self.fusion_method = fusion
@@ -365,6 +374,7 @@ def create_backbone(
     fusion: str = "cen",
     fusion_stages: str | Sequence[int] = "all",
     stage_channels: Sequence[int] = STAGE_CHANNELS,
+    exchange_stages: str | Sequence[int] = "all",
 ) -> CENResNet:
     """Build a CEN ResNet (``resnet18`` .. ``resnet152``) over ``modalities``.
 
@@ -372,14 +382,16 @@ def create_backbone(
     ``pretrained`` is the path of a torchvision-format ImageNet state dict (``.pth``); every
     BatchNorm (and, with ``share_convs=False``, every convolution) is copied into each
     modality's copy. Nothing is ever downloaded. ``share_convs``, ``private_norms``, ``fusion``
-    and ``fusion_stages``: the paper's ablations and baselines (see :class:`CENResNet`).
-    ``stage_channels``: the four stages' widths (see :class:`ResNet`).
+    and ``fusion_stages``: the paper's ablations and baselines; ``exchange_stages``: where the
+    exchange happens (see :class:`CENResNet`). ``stage_channels``: the four stages' widths (see
+    :class:`ResNet`).
     """
     if isinstance(modalities, int):
         modalities = tuple(f"m{i}" for i in range(modalities))
     model = CENResNet(
         _spec(name), modalities, bn_threshold, exchange, exchange_norms, in_channels,
         output_stride, share_convs, private_norms, fusion, fusion_stages, stage_channels,
+        exchange_stages,
     )  # fmt: skip
     if pretrained is not None:
         load_torchvision_resnet(model, pretrained)

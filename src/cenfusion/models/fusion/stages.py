@@ -12,8 +12,11 @@ from collections.abc import Sequence
 STAGE_NAMES = ("early", "middle", "late", "all")
 
 
-def resolve_stages(stages: str | Sequence[int], num_stages: int) -> tuple[int, ...]:
-    """``"early" | "middle" | "late" | "all"`` or explicit 1-based numbers -> sorted numbers."""
+def resolve_stages(
+    stages: str | Sequence[int], num_stages: int, name: str = "fusion_stages"
+) -> tuple[int, ...]:
+    """``"early" | "middle" | "late" | "all"`` or explicit 1-based numbers -> sorted numbers;
+    ``name`` is the option the errors name."""
     if isinstance(stages, str):
         named = {
             "early": (1,),
@@ -23,13 +26,11 @@ def resolve_stages(stages: str | Sequence[int], num_stages: int) -> tuple[int, .
         }
         if stages not in named:
             raise ValueError(
-                f"fusion_stages: expected one of {STAGE_NAMES} or a list of stage numbers "
+                f"{name}: expected one of {STAGE_NAMES} or a list of stage numbers "
                 f"1..{num_stages}, got {stages!r}"
             )
         return named[stages]
     numbers = tuple(sorted(set(int(s) for s in stages)))
     if not numbers or numbers[0] < 1 or numbers[-1] > num_stages:
-        raise ValueError(
-            f"fusion_stages: expected stage numbers in 1..{num_stages}, got {list(stages)}"
-        )
+        raise ValueError(f"{name}: expected stage numbers in 1..{num_stages}, got {list(stages)}")
     return numbers

@@ -81,6 +81,7 @@ def create_pix2pix(
     dropout: float = 0.5,
     fusion: str = "cen",
     fusion_stages: str | Sequence[int] = "all",
+    exchange_stages: str | Sequence[int] = "all",
 ) -> CENPix2Pix:
     """The paper's translation model: the CEN U-Net generator and the shared PatchGAN.
 
@@ -88,7 +89,9 @@ def create_pix2pix(
     ``target``: the output domain (a name only; it may not be an input). ``ngf``/``ndf``: the
     generator's and discriminator's widths; ``num_downs`` down blocks (image sides must be
     multiples of ``2**num_downs``); exchange after the norms of blocks 2..num_downs-1 at
-    ``insnorm_threshold``; ``exchange=False`` keeps those norms as L1 sites (ablation);
+    ``insnorm_threshold``; ``exchange=False`` keeps those norms as L1 sites (ablation),
+    ``exchange_stages`` exchanges at some blocks only (see
+    :class:`~cenfusion.models.translation.unet.CENUNetGenerator`);
     ``dropout`` on the first three up blocks; ``fusion``/``fusion_stages``: a baseline of
     :mod:`cenfusion.models.fusion` after those encoder blocks instead of exchange.
     """
@@ -111,5 +114,6 @@ def create_pix2pix(
         dropout=dropout,
         fusion=fusion,
         fusion_stages=fusion_stages,
+        exchange_stages=exchange_stages,
     )
     return CENPix2Pix(generator, PatchDiscriminator(in_channels, out_channels, ndf), target)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cenfusion.models.fusion import build_stage_fusion, check_fusion
+from cenfusion.models.fusion import build_stage_fusion, check_fusion, resolve_stages
 from cenfusion.nn import Ensemble, ModalityInstanceNorm2d, StackedModel
 
 
@@ -100,6 +100,9 @@ class CENUNetGenerator(StackedModel):
     ``forward`` maps ``{modality: (B, C, H, W)}`` (or a list, or an already stacked tensor) to
     ``{modality: (B, out_channels, H, W), ..., "ensemble": (B, out_channels, H, W)}`` in
     ``[-1, 1]``. ``H`` and ``W`` must be multiples of ``2**num_downs`` (256 for the paper's 8).
+    ``exchange_stages`` (``"all"``, or encoder block numbers ``1..num_downs`` as
+    ``fusion_stages``) limits the exchange to those blocks' norms (sites: blocks
+    ``2..num_downs-1``); the other sites keep the L1 term but never exchange.
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class CENUNetGenerator(StackedModel):
         dropout_blocks: int = 3,
         fusion: str = "cen",
         fusion_stages: str | Sequence[int] = "all",
+        exchange_stages: str | Sequence[int] = "all",
     ) -> None:
         super().__init__()
         check_fusion(fusion)
@@ -136,6 +140,12 @@ class CENUNetGenerator(StackedModel):
         self.exchange = exchange = exchange and not baseline
         self.fusion_method = fusion
         widths = encoder_widths(ngf, num_downs)
+        self.exchange_stages = resolve_stages(exchange_stages, num_downs, "exchange_stages")
+        if exchange and not any(1 < s < num_downs for s in self.exchange_stages):
+            raise ValueError(
+                f"exchange_stages: the U-Net's exchange sites are the norms of blocks "
+                f"2..{num_downs - 1}, got {exchange_stages!r}, which has none of them"
+            )
         threshold = insnorm_threshold if exchange else None
         self.down = nn.ModuleList(
             DownBlock(
@@ -143,7 +153,7 @@ class CENUNetGenerator(StackedModel):
                 widths[i],
                 num_modalities,
                 norm=0 < i < num_downs - 1,
-                exchange_threshold=threshold,
+                exchange_threshold=threshold if i + 1 in self.exchange_stages else None,
                 exchange_site=not baseline,
             )
             for i in range(num_downs)

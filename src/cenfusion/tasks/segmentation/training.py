@@ -68,6 +68,7 @@ def build_model(config: Config) -> CENSegmentationModel:
         "modalities": tuple(m.modalities),
         "bn_threshold": m.bn_threshold,
         "exchange": m.exchange,
+        "exchange_stages": m.exchange_stages,
         "exchange_norms": m.exchange_norms,
         "pretrained": m.pretrained,
         "fusion": m.fusion,

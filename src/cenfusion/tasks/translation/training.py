@@ -58,6 +58,7 @@ def build_model(config: Config) -> CENPix2Pix:
         "num_downs": m.num_downs,
         "insnorm_threshold": m.insnorm_threshold,
         "exchange": m.exchange,
+        "exchange_stages": m.exchange_stages,
         "fusion": m.fusion,
         "fusion_stages": m.fusion_stages,
     }
