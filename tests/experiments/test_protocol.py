@@ -120,6 +120,25 @@ def test_each_family_tunes_its_knobs_round_by_round_on_validation(segmentation_y
     assert ("private-bn", "lam1e-1_lra", 0) in plan
 
 
+def test_only_keeps_the_runs_of_the_named_families_or_methods(segmentation_yaml, tmp_path, capsys):
+    path = write_protocol(tmp_path, segmentation_yaml)
+    protocol = Protocol.load(path)
+    assert names(protocol.plan(["cen"])) == [("cen", "lam1e-2_lra", 0), ("cen", "lam1e-1_lra", 0)]
+    assert names(protocol.plan(["concat-late", "unimodal-rgb"])) == [
+        ("unimodal-rgb", "lra", 0), ("unimodal-rgb", "lrb", 0), ("concat-late", "lra", 0),
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match=r"'concat-deep' is no family or method.*private-bn"):
+        protocol.plan(["concat-deep"])
+    with pytest.raises(ValueError, match="'nope' is no family or method"):
+        protocol.run(only=["nope"])
+    assert main(["protocol", "plan", str(path), "--only", "concat"]) == 0
+    out = capsys.readouterr().out
+    assert "--methods concat-early" in out and "--methods cen" not in out
+    assert "2 run(s) missing now" in out
+    assert main(["protocol", "report", str(path), "--only", "concat"]) == 2
+    assert "--only: a choice of runs for run and plan" in capsys.readouterr().err
+
+
 def test_diverged_candidates_lose_and_a_round_of_failures_stops_the_family(
     segmentation_yaml, tmp_path
 ):

@@ -2,10 +2,11 @@
 paired seeds (:mod:`cenfusion.experiments.protocol`).
 
 ``run`` trains what is missing (resumable; ``--limit-s`` stops it cleanly), ``plan`` prints
-the runs missing now with the command of each, ``report`` writes the tables from the results
-folder (``RESULTS/README.md`` and the protocol's ``report_copies``, unless ``--markdown``
-says where instead) and, with matplotlib, the exchange over training of every exchanging
-method's seed-0 run (``RESULTS/exchange/<setting>_<method>.png``).
+the runs missing now with the command of each (both: ``--only`` some families or methods),
+``report`` writes the tables from the results folder (``RESULTS/README.md`` and the
+protocol's ``report_copies``, unless ``--markdown`` says where instead) and, with matplotlib,
+the exchange over training of every exchanging method's seed-0 run
+(``RESULTS/exchange/<setting>_<method>.png``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="stop after this many seconds (run); cut runs resume next time",
     )
     parser.add_argument(
+        "--only",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="run, plan: only these families or methods (e.g. cen-exchange-early)",
+    )
+    parser.add_argument(
         "--markdown", default=None, help="report: write here (default: RESULTS/README.md)"
     )
     parser.set_defaults(func=run)
@@ -44,11 +52,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     protocol = Protocol.load(args.protocol)
+    if args.only and args.action == "report":
+        raise ValueError("--only: a choice of runs for run and plan; report reads them all")
     if args.action == "run":
-        finished = protocol.run(jobs=args.jobs, threads=args.threads, limit_s=args.limit_s)
-        print(f"{finished} run(s) finished; {len(protocol.plan())} missing")
+        finished = protocol.run(
+            jobs=args.jobs, threads=args.threads, limit_s=args.limit_s, only=args.only
+        )
+        print(f"{finished} run(s) finished; {len(protocol.plan(args.only))} missing")
     elif args.action == "plan":
-        cells = protocol.plan()
+        cells = protocol.plan(args.only)
         for cell in cells:
             print(f"# {cell.family}: {cell.method} {cell.setting_name} seed {cell.seed} "
                   f"({cell.purpose})")  # fmt: skip

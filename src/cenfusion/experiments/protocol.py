@@ -33,6 +33,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -348,10 +349,13 @@ class Protocol:
         choice.setting = tuple((k, setting[k]) for k in knobs)
         return choice
 
-    def plan(self) -> list[Cell]:
+    def plan(self, only: Sequence[str] = ()) -> list[Cell]:
         """The runs missing now, in the order they should train: the tuning runs the finished
         ones allow, then seed by seed the headline table (each family's chosen method and the
-        untuned families such as the ablations), then the other methods' seeds."""
+        untuned families such as the ablations), then the other methods' seeds. ``only``:
+        names of families or methods; the plan keeps their runs alone (one grid split over
+        several machines, or one row trained first)."""
+        self.check_names(only)
         choices = {name: self.choose(f) for name, f in self.families.items()}
         tuning = [c for choice in choices.values() for c in choice.missing]
         headline, others = [], []
@@ -382,7 +386,22 @@ class Protocol:
                  for index, (cell, _) in enumerate(choice.rounds[-1][1])}  # fmt: skip
         tuning = sorted(tuning, key=lambda c: place[c])
         by_seed = sorted(headline, key=lambda c: c.seed) + sorted(others, key=lambda c: c.seed)
-        return [c for c in tuning + by_seed if self.missing(c)]
+        wanted = set(only)
+        return [
+            c
+            for c in tuning + by_seed
+            if self.missing(c) and (not wanted or {c.family, c.method} & wanted)
+        ]
+
+    def check_names(self, names: Sequence[str]) -> None:
+        """Refuse a name that is neither a family nor a method of this protocol."""
+        known = [*self.families, *(m for f in self.families.values() for m in f.methods)]
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValueError(
+                f"{self.path}: {', '.join(map(repr, unknown))} is no family or method of this "
+                f"protocol; it has {', '.join(dict.fromkeys(known))}"
+            )
 
     # -- running ---------------------------------------------------------------------------
     def cell_command(self, cell: Cell) -> list[str]:
@@ -451,12 +470,20 @@ class Protocol:
                         f"{self.results} away to start the protocol over"
                     )
 
-    def run(self, jobs: int = 1, threads: int | None = None, limit_s: float | None = None) -> int:
+    def run(
+        self,
+        jobs: int = 1,
+        threads: int | None = None,
+        limit_s: float | None = None,
+        only: Sequence[str] = (),
+    ) -> int:
         """Train what is missing, ``jobs`` runs at a time (each ``threads`` threads), until
         nothing is left or ``limit_s`` has passed (running cells are stopped; they resume
-        from their last epoch next time). Returns the number of runs finished."""
+        from their last epoch next time); ``only`` as for :meth:`plan`. Returns the number of
+        runs finished."""
         if jobs < 1:
             raise ValueError(f"--jobs: expected at least 1, got {jobs}")
+        self.check_names(only)
         self.run_prepare(threads=None if threads is None else threads * jobs)
         self.check_inputs()
         start = time.monotonic()
@@ -476,7 +503,7 @@ class Protocol:
                 if limit_s is not None and time.monotonic() - start > limit_s:
                     print("time limit reached", flush=True)
                     break
-                pending = [c for c in self.plan() if c not in running]
+                pending = [c for c in self.plan(only) if c not in running]
                 if not pending and not running:
                     break
                 while pending and len(running) < jobs:
