@@ -58,8 +58,14 @@ def test_exchange_off_at_one_site_keeps_the_other_sites_exchange():
 
 def test_exchange_off_refuses_a_pattern_that_names_no_site():
     model = TwoSites(2)
-    with pytest.raises(ValueError, match="'layer9' names no exchange site; the sites are norm1"):
+    with pytest.raises(
+        ValueError,
+        match="'layer9' names no exchange site that exchanges; the sites that do are norm1",
+    ):
         switch_exchange_off(model, ["norm2", "layer9"])
     assert model.norm2.exchange_threshold == 0.1  # nothing switched on a refusal
     with pytest.raises(ValueError, match="no exchange sites"):
         switch_exchange_off(torch.nn.Conv2d(1, 1, 1), ["layer1"])
+    model.norm2.exchange_threshold = None  # a site that never exchanges (exchange_stages)
+    with pytest.raises(ValueError, match="'norm2' names no exchange site that exchanges"):
+        switch_exchange_off(model, ["norm2"])

@@ -131,6 +131,23 @@ def test_the_share_of_each_modalitys_penalised_chunk_below_theta():
     assert shares == {"norm1": [0.5, 1.0], "norm2": [0.0, 0.0]}
     model.norm2.exchange_threshold = None  # exchange off: not a share of anything
     assert list(penalised_share_below_threshold(model)) == ["norm1"]
+    # ... unless asked for the sites that keep their channels, against a given θ
+    with torch.no_grad():
+        model.norm2.weight[1, 8] = 0.3  # 1 of 8 in its chunk: below 0.5, not below 0.1
+    assert penalised_share_below_threshold(model, kept_threshold=0.5) == {"norm2": [0.0, 0.125]}
+
+
+def test_the_probe_records_the_kept_sites_only_where_some_sites_exchange():
+    from cenfusion.analysis.probes import ExchangeProbe
+
+    model = TwoSites(2, channels=8, threshold=0.1)
+    assert "penalised_below_theta_kept" not in ExchangeProbe(model, 0.1).end_epoch()
+    model.norm2.exchange_threshold = None
+    record = ExchangeProbe(model, 0.1).end_epoch()
+    assert list(record["penalised_below_theta"]) == ["norm1"]
+    assert list(record["penalised_below_theta_kept"]) == ["norm2"]
+    model.norm1.exchange_threshold = None  # nothing exchanges: private-bn-l1's record as before
+    assert "penalised_below_theta_kept" not in ExchangeProbe(model, 0.1).end_epoch()
 
 
 def test_spread_sites_picks_first_middle_and_last():

@@ -22,6 +22,7 @@ def test_evaluate_with_the_first_stage_exchange_off(segmentation_config, tmp_pat
     assert written == {name: s.as_dict() for name, s in expected.items()}
     assert main(["evaluate", run_config, "--checkpoint", checkpoint, "--exchange-off",
                  "layer7", "--no-progress"]) != 0  # fmt: skip
-    assert "'layer7' names no exchange site; the sites are backbone.layer1.0" in (
-        capsys.readouterr().err
+    assert (
+        "'layer7' names no exchange site that exchanges; the sites that do are backbone.layer1.0"
+        in (capsys.readouterr().err)
     )

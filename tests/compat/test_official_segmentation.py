@@ -110,7 +110,7 @@ def test_another_architecture_is_refused_with_the_unmatched_keys(official_state)
         official_to_cenfusion(bad, load_official({"segmenter": official_state}).state_dict())
 
 
-def test_command_line_import_and_export_round_trip(official_state, tmp_path):
+def test_command_line_import_and_export_round_trip(official_state, tmp_path, capsys):
     from cenfusion.cli import main
     from cenfusion.engine.checkpoint import load_checkpoint
 
@@ -130,3 +130,10 @@ def test_command_line_import_and_export_round_trip(official_state, tmp_path):
     exported = torch.load(back, weights_only=True)["segmenter"]
     assert set(exported) == {"module." + k for k in official_state}
     assert all(torch.equal(exported["module." + k], v) for k, v in official_state.items())
+    # a model that exchanges at some stages only has no copy in the public code
+    from cenfusion.engine.checkpoint import save_checkpoint
+
+    config["model"]["exchange_stages"] = "early"
+    save_checkpoint({**payload, "config": json.dumps(config)}, tmp_path / "early.pt")
+    assert main(["export-official", str(tmp_path / "early.pt"), "-o", str(back)]) == 2
+    assert "model.exchange_stages is 'early'" in capsys.readouterr().err

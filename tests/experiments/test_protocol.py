@@ -135,6 +135,10 @@ def test_only_keeps_the_runs_of_the_named_families_or_methods(segmentation_yaml,
     out = capsys.readouterr().out
     assert "--methods concat-early" in out and "--methods cen" not in out
     assert "2 run(s) missing now" in out
+    # the ablations take CEN's setting: nothing to run before CEN has chosen, and it says so
+    assert main(["protocol", "plan", str(path), "--only", "ablations"]) == 0
+    out = capsys.readouterr().out
+    assert "0 run(s) missing now" in out and "6 run(s) outside --only are missing" in out
     assert main(["protocol", "report", str(path), "--only", "concat"]) == 2
     assert "--only: a choice of runs for run and plan" in capsys.readouterr().err
 

@@ -73,17 +73,22 @@ def exchanged_fraction_by_stage(model: nn.Module) -> dict[str, float]:
     return {stage: done / total for stage, (done, total) in totals.items() if total}
 
 
-def penalised_share_below_threshold(model: nn.Module) -> dict[str, list[float]]:
+def penalised_share_below_threshold(
+    model: nn.Module, kept_threshold: float | None = None
+) -> dict[str, list[float]]:
     """``{site: [share of modality m's penalised chunk with |gamma| < theta, ...]}``.
 
     With the disjoint L1 term modality ``m`` is pushed to give away chunk ``m`` of every site;
     this says how much of that chunk it has given away (1.0: the whole chunk, as a too strong
     lambda does; values in between: the data kept some). Sites without a threshold (exchange
-    off) are left out.
+    off) are left out; with ``kept_threshold`` it is the other way round: only those sites,
+    measured against it (what the L1 term collapses where nothing is exchanged).
     """
     shares = {}
     for name, norm in exchange_sites(model):
         theta = norm.exchange_threshold
+        if kept_threshold is not None:
+            theta = kept_threshold if theta is None else None
         if theta is None:
             continue
         gamma = norm.weight.detach().abs()

@@ -26,16 +26,16 @@ def matches_site(site: str, pattern: str) -> bool:
 def switch_exchange_off(model: nn.Module, patterns: Sequence[str]) -> list[str]:
     """Switch the exchange off (in place) at every exchange site that one of ``patterns``
     names (:func:`matches_site`); returns those sites. The sites stay sites (their L1 term is
-    kept, as in the ``private-bn-l1`` ablation). A pattern that names no site is a
-    ``ValueError`` listing the sites."""
-    sites = dict(exchange_sites(model))
+    kept, as in the ``private-bn-l1`` ablation). A pattern that names no site that exchanges
+    (``model.exchange_stages`` may leave some out) is a ``ValueError`` listing those sites."""
+    sites = {n: norm for n, norm in exchange_sites(model) if norm.exchange_threshold is not None}
     if not sites:
-        raise ValueError("exchange off: the model has no exchange sites")
+        raise ValueError("exchange off: the model has no exchange sites that exchange")
     unknown = [p for p in patterns if not any(matches_site(site, p) for site in sites)]
     if unknown:
         raise ValueError(
-            f"exchange off: {', '.join(map(repr, unknown))} names no exchange site; the sites "
-            f"are {', '.join(sites)}"
+            f"exchange off: {', '.join(map(repr, unknown))} names no exchange site that "
+            f"exchanges; the sites that do are {', '.join(sites)}"
         )
     chosen = [site for site in sites if any(matches_site(site, p) for p in patterns)]
     for site in chosen:

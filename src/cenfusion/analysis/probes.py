@@ -27,11 +27,16 @@ class ExchangeProbe:
     modality the share of its penalised chunk.
 
     Record entries ``exchanged``, ``exchanged_per_stage`` and ``penalised_below_theta``
-    (``{site: [share per modality]}``); the bar shows ``exchanged``.
+    (``{site: [share per modality]}``); the bar shows ``exchanged``. A model that exchanges at
+    some sites only (``model.exchange_stages``) also gets ``penalised_below_theta_kept``: the
+    same shares at the sites that do not exchange, against ``threshold`` (the configured θ).
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, threshold: float | None = None) -> None:
         self.model = model
+        thresholds = [norm.exchange_threshold for _, norm in exchange_sites(model)]
+        partial = None in thresholds and any(t is not None for t in thresholds)
+        self.kept_threshold = threshold if partial else None
 
     def begin_epoch(self) -> None:
         pass
@@ -44,6 +49,15 @@ class ExchangeProbe:
             "exchanged": exchanged_fraction(self.model),
             "exchanged_per_stage": exchanged_fraction_by_stage(self.model),
             "penalised_below_theta": penalised_share_below_threshold(self.model),
+            **(
+                {}
+                if self.kept_threshold is None
+                else {
+                    "penalised_below_theta_kept": penalised_share_below_threshold(
+                        self.model, self.kept_threshold
+                    )
+                }
+            ),
         }
 
 

@@ -63,8 +63,9 @@ def site_thresholds(model: nn.Module, threshold: float | None = None) -> dict[st
         theta = threshold if threshold is not None else norm.exchange_threshold
         if theta is None:
             raise ValueError(
-                f"exchange site {name!r} has no exchange threshold (the model was built with "
-                "exchange off): give a threshold to count the channels below it"
+                f"exchange site {name!r} has no exchange threshold (the model does not exchange "
+                "there: exchange off, or model.exchange_stages leaves it out): give a threshold "
+                "to count the channels below it"
             )
         thresholds[name] = float(theta)
     return thresholds

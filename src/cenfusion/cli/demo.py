@@ -80,12 +80,13 @@ def run(args: argparse.Namespace) -> int:
 
     output = Path(config.output_dir)
     print("\nwhat each exchange site gave away (|γ| < θ), per modality:")
-    print(format_statistics(site_statistics(model)))
+    theta = config.model.bn_threshold  # also where a site does not exchange (exchange_stages)
+    print(format_statistics(site_statistics(model, theta)))
     figures = output / "gammas.png"
     plot_scaling_factors(
         scaling_factors(model),
         tuple(model.modalities),
-        site_thresholds(model),
+        site_thresholds(model, theta),
         None,
         figures,
     )

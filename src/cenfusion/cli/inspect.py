@@ -128,7 +128,10 @@ def run(args: argparse.Namespace) -> int:
     ):
         key = task.threshold_key
         threshold = getattr(config.model, key)
-        print(f"exchange is off in this model: counting |γ| < {threshold:g} (model.{key})")
+        print(
+            f"exchange is off at some or all sites of this model: counting |γ| < {threshold:g} "
+            f"(model.{key})"
+        )
     stats = site_statistics(model, threshold)
     print(f"{args.checkpoint}: modalities {', '.join(model.modalities)}")
     print(format_statistics(stats))

@@ -56,7 +56,13 @@ def run_import(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     payload = load_checkpoint(args.checkpoint)
-    task = get_task(checkpoint_config(payload, args.checkpoint).task)
+    config = checkpoint_config(payload, args.checkpoint)
+    if config.model.exchange_stages not in ("all", None):
+        raise ValueError(
+            f"{args.checkpoint}: model.exchange_stages is {config.model.exchange_stages!r}, "
+            "but the public code exchanges at every site: its copy would predict differently"
+        )
+    task = get_task(config.task)
     official = cenfusion_to_official(payload["model"], payload.get("official_unused_norms"))
     saved, what = task.export_official(payload, official)
     output = Path(args.output)

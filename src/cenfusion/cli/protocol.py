@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
             jobs=args.jobs, threads=args.threads, limit_s=args.limit_s, only=args.only
         )
         print(f"{finished} run(s) finished; {len(protocol.plan(args.only))} missing")
+        print_waiting(protocol, args.only)
     elif args.action == "plan":
         cells = protocol.plan(args.only)
         for cell in cells:
@@ -66,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
                   f"({cell.purpose})")  # fmt: skip
             print(shlex.join(protocol.cell_command(cell)))
         print(f"{len(cells)} run(s) missing now (later tuning rounds wait for these)")
+        print_waiting(protocol, args.only)
         return 0
     text = format_protocol(protocol, protocol.report())
     targets = (
@@ -91,3 +93,15 @@ def run(args: argparse.Namespace) -> int:
             plot_exchange_history(result["epochs"], protocol.modalities, path)
         print(f"wrote {len(figures)} exchange figure(s) in {protocol.results / 'exchange'}")
     return 0
+
+
+def print_waiting(protocol: Protocol, only: list[str]) -> None:
+    """Say so where ``--only`` leaves nothing to run while other runs are missing: a later
+    tuning round, or a family that takes another's setting, may wait for them."""
+    if only and not protocol.plan(only):
+        others = len(protocol.plan())
+        if others:
+            print(
+                f"{others} run(s) outside --only are missing; a later tuning round of "
+                f"{', '.join(only)}, or a family that takes another's setting, may wait for them"
+            )

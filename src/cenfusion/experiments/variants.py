@@ -35,6 +35,7 @@ BASELINE_FUSIONS = {
     "self-attention": "self_attention",
 }
 NO_EXCHANGE = ("model.exchange=false", "train.sparsity=none")
+EVERY_STAGE = "model.exchange_stages=all"  # CEN's rows exchange everywhere whatever the base
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ FIXED_VARIANTS: dict[str, Variant] = {
     "cen": Variant(
         "cen",
         "CEN: shared convs, private norms, disjoint-half L1, exchange",
-        ("model.fusion=cen", "model.exchange=true", "train.sparsity=disjoint"),
+        ("model.fusion=cen", "model.exchange=true", EVERY_STAGE, "train.sparsity=disjoint"),
     ),
     "unshared-convs": Variant(
         "unshared-convs",
@@ -86,7 +87,7 @@ FIXED_VARIANTS: dict[str, Variant] = {
     "cen-l1-all": Variant(
         "cen-l1-all",
         "CEN with the L1 term on all channels of every modality",
-        ("model.exchange=true", "train.sparsity=all"),
+        ("model.exchange=true", EVERY_STAGE, "train.sparsity=all"),
         backbone_ablation=True,
     ),
     "cen-modality-dropout": Variant(
@@ -95,6 +96,7 @@ FIXED_VARIANTS: dict[str, Variant] = {
         (
             "model.fusion=cen",
             "model.exchange=true",
+            EVERY_STAGE,
             "train.sparsity=disjoint",
             "train.modality_dropout=0.3",
         ),  # fmt: skip

@@ -111,7 +111,7 @@ class SegmentationTask(Task):
             epoch_entries=step.learning_rates,
             after_epoch=(validate, samples),
             probes=(
-                ExchangeProbe(model),
+                ExchangeProbe(model, config.model.bn_threshold),
                 TheoremProbe(
                     model, lam, config.model.bn_threshold, t.sparsity, config.model.exchange
                 ),

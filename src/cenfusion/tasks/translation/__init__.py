@@ -131,7 +131,7 @@ class TranslationTask(Task):
             start_epoch=step.start_epoch,
             epoch_entries=step.learning_rates,
             after_epoch=(samples, validate),
-            probes=(ExchangeProbe(model), theorem),
+            probes=(ExchangeProbe(model, config.model.insnorm_threshold), theorem),
             step_shown=(
                 Shown("d", "d_loss", ".3f"),
                 Shown("g", "g_loss", ".2f"),
