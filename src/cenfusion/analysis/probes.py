@@ -45,20 +45,15 @@ class ExchangeProbe:
         return {"exchanged": f"{exchanged_fraction(self.model):.1%}"}
 
     def end_epoch(self) -> dict[str, Any]:
-        return {
+        record = {
             "exchanged": exchanged_fraction(self.model),
             "exchanged_per_stage": exchanged_fraction_by_stage(self.model),
             "penalised_below_theta": penalised_share_below_threshold(self.model),
-            **(
-                {}
-                if self.kept_threshold is None
-                else {
-                    "penalised_below_theta_kept": penalised_share_below_threshold(
-                        self.model, self.kept_threshold
-                    )
-                }
-            ),
         }
+        if self.kept_threshold is not None:
+            kept = penalised_share_below_threshold(self.model, self.kept_threshold)
+            record["penalised_below_theta_kept"] = kept
+        return record
 
 
 class TheoremProbe:

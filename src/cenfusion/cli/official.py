@@ -57,7 +57,7 @@ def run_import(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     payload = load_checkpoint(args.checkpoint)
     config = checkpoint_config(payload, args.checkpoint)
-    if config.model.exchange_stages not in ("all", None):
+    if config.model.exchange_stages != "all":
         raise ValueError(
             f"{args.checkpoint}: model.exchange_stages is {config.model.exchange_stages!r}, "
             "but the public code exchanges at every site: its copy would predict differently"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cenfusion.analysis.plots import plot_exchange_history
 from cenfusion.engine.checkpoint import write_text_atomic
-from cenfusion.experiments.protocol import Protocol, exchange_cells, format_protocol
+from cenfusion.experiments.protocol import Cell, Protocol, exchange_cells, format_protocol
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -58,8 +58,9 @@ def run(args: argparse.Namespace) -> int:
         finished = protocol.run(
             jobs=args.jobs, threads=args.threads, limit_s=args.limit_s, only=args.only
         )
-        print(f"{finished} run(s) finished; {len(protocol.plan(args.only))} missing")
-        print_waiting(protocol, args.only)
+        cells = protocol.plan(args.only)
+        print(f"{finished} run(s) finished; {len(cells)} missing")
+        print_waiting(protocol, args.only, cells)
     elif args.action == "plan":
         cells = protocol.plan(args.only)
         for cell in cells:
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                   f"({cell.purpose})")  # fmt: skip
             print(shlex.join(protocol.cell_command(cell)))
         print(f"{len(cells)} run(s) missing now (later tuning rounds wait for these)")
-        print_waiting(protocol, args.only)
+        print_waiting(protocol, args.only, cells)
         return 0
     text = format_protocol(protocol, protocol.report())
     targets = (
@@ -95,10 +96,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_waiting(protocol: Protocol, only: list[str]) -> None:
-    """Say so where ``--only`` leaves nothing to run while other runs are missing: a later
-    tuning round, or a family that takes another's setting, may wait for them."""
-    if only and not protocol.plan(only):
+def print_waiting(protocol: Protocol, only: list[str], planned: list[Cell]) -> None:
+    """Say so where ``--only`` leaves nothing to run (``planned``: its plan) while other runs
+    are missing: a later tuning round, or a family that takes another's setting, may wait for
+    them."""
+    if only and not planned:
         others = len(protocol.plan())
         if others:
             print(

@@ -21,7 +21,13 @@ from torch import Tensor, nn
 
 from cenfusion.models.backbones.pretrained import load_torchvision_resnet
 from cenfusion.models.fusion import build_stage_fusion, check_fusion, resolve_stages
-from cenfusion.nn import MaxPool2d, ModalityBatchNorm2d, ModalityConv2d, as_stacked
+from cenfusion.nn import (
+    MaxPool2d,
+    ModalityBatchNorm2d,
+    ModalityConv2d,
+    as_stacked,
+    exchange_sites,
+)
 
 NormFactory = Callable[[int, bool], nn.Module]
 """``(num_features, is_exchange_site) -> norm module``."""
@@ -336,9 +342,8 @@ class CENResNet(ResNet):
         self.exchange_stages = resolve_stages(exchange_stages, 4, "exchange_stages")
         for index, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4), 1):
             if index not in self.exchange_stages:
-                for module in layer.modules():
-                    if isinstance(module, ModalityBatchNorm2d):
-                        module.exchange_threshold = None
+                for _, site in exchange_sites(layer):
+                    site.exchange_threshold = None
         self.share_convs = share_convs
         self.private_norms = private_norms
         self.fusion_method = fusion
