@@ -76,10 +76,12 @@ def test_negative_lambda_is_refused():
         attraction_probability(torch.tensor([1.0, -1.0]), 1.0)
 
 
-def reference_check(model, lam, grads, threshold, mode):
+def reference_check(model, lam, grads, threshold, mode, sites=None):
     """Loop over every penalised (site, modality, channel): share collapsed, mean prediction."""
     collapsed, predicted, count = 0, 0.0, 0
     for name, norm in exchange_sites(model):
+        if sites is not None and name not in sites:
+            continue
         gamma = norm.weight.detach().tolist()
         for m in range(norm.num_modalities):
             start, stop = chunk_bounds(norm.num_features, norm.num_modalities, m)
@@ -110,6 +112,23 @@ def test_attraction_check_matches_a_loop_over_penalised_factors(mode, num_modali
     assert got.collapsed_fraction == pytest.approx(fraction)
     assert got.predicted_probability == pytest.approx(predicted, rel=1e-6)
     assert got.as_dict()["lam"] == 2e-4 and got.as_dict()["threshold"] == 0.02
+
+
+def test_attraction_check_on_some_sites_only_counts_those():
+    """A partial exchange: Theorem 1 holds at the sites that do not exchange."""
+    model = TwoSites(2, channels=6, threshold=None)
+    set_gammas(model, seed=7)
+    grads = {name: torch.full(norm.weight.shape, 4e-4) for name, norm in exchange_sites(model)}
+    got = attraction_check(model, 2e-4, {"norm2": grads["norm2"]}, 0.02, sites=["norm2"])
+    count, collapsed, _, predicted = reference_check(
+        model, 2e-4, grads, 0.02, "disjoint", {"norm2"}
+    )
+    everywhere = reference_check(model, 2e-4, grads, 0.02, "disjoint")
+    assert (got.num_penalised, got.num_collapsed) == (count, collapsed)
+    assert got.num_penalised < everywhere[0]
+    assert got.predicted_probability == pytest.approx(predicted, rel=1e-6)
+    with pytest.raises(ValueError, match=r"no exchange site in \['layer9'\]"):
+        attraction_check(model, 2e-4, grads, 0.02, sites=["layer9"])
 
 
 def test_one_gradient_estimate_for_every_channel():
@@ -185,3 +204,12 @@ def test_monitor_records_the_l2_norm_of_the_output_gradient_averaged_over_passes
 def test_monitor_refuses_a_model_without_exchange_sites():
     with pytest.raises(ValueError, match="no exchange sites"):
         OutputGradientMonitor(torch.nn.Conv2d(3, 3, 1))
+    with pytest.raises(ValueError, match="no exchange sites"):
+        OutputGradientMonitor(TwoSites(2, threshold=None), sites=["layer9"])
+
+
+def test_monitor_records_only_the_sites_it_is_given():
+    model = TwoSites(2, threshold=None)
+    with OutputGradientMonitor(model, sites=["norm2"]) as monitor:
+        model.forward_stacked(torch.randn(4, 3, 5, 6)).pow(2).mean().backward()
+        assert list(monitor.mean()) == ["norm2"] and monitor.passes == 1

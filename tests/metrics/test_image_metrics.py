@@ -8,6 +8,7 @@ from torch import nn
 
 from cenfusion.metrics.image import (
     INCEPTION_WEIGHTS_FILE,
+    FeatureMemo,
     FIDInceptionV3,
     ImageMetrics,
     fid_from_features,
@@ -176,3 +177,51 @@ def test_the_inception_is_pytorch_fids():
     images = torch.rand(2, 3, 80, 80)
     with torch.no_grad():
         torch.testing.assert_close(ours(images), theirs(images)[0].flatten(1), rtol=1e-5, atol=1e-5)
+
+
+class Counting(StandIn):
+    """The stand-in, counting the images it has seen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images = 0
+
+    def forward(self, images):
+        self.images += len(images)
+        return super().forward(images)
+
+
+def test_the_memo_returns_stored_features_only_for_the_same_bytes():
+    memo, calls = FeatureMemo(max_images=5), []
+
+    def compute(images):
+        calls.append(len(images))
+        return images.flatten(1).sum(1, keepdim=True)
+
+    a = torch.rand(2, 3, 4, 4)
+    first = memo(a, compute)
+    assert memo(a.clone(), compute) is first and calls == [2] and memo.hits == 1
+    nudged = a.clone()
+    nudged[1, 2, 3, 3] = torch.nextafter(nudged[1, 2, 3, 3], torch.tensor(2.0))
+    memo(nudged, compute)  # one ulp apart: computed
+    memo(a.double(), compute)  # the same values in another dtype: computed
+    memo(a.reshape(1, 6, 4, 4), compute)  # the same bytes in another shape: computed
+    assert calls == [2, 2, 2, 1] and memo.hits == 1
+    assert memo.stored_images == 5  # 2 + 2 + 1: the double batch would have made 6 > 5
+    memo(a.double(), compute)  # so it is computed again
+    assert calls == [2, 2, 2, 1, 2]
+
+
+def test_image_metrics_with_a_memo_score_exactly_as_without_and_skip_the_real_pass():
+    torch.manual_seed(3)
+    target = torch.rand(3, 3, 16, 16) * 2 - 1
+    outputs = [{"a": target + 0.1 * torch.randn_like(target)} for _ in range(3)]
+    plain_extractor, memo_extractor, memo = Counting(), Counting(), FeatureMemo()
+    for output in outputs:
+        plain = ImageMetrics(plain_extractor, kid_subsets=2)
+        plain.update(output, target)
+        memoised = ImageMetrics(memo_extractor, kid_subsets=2, real_memo=memo)
+        memoised.update(output, target)
+        assert memoised.compute() == plain.compute()
+    assert plain_extractor.images == 3 * (3 + 3)  # every evaluation: outputs and real
+    assert memo_extractor.images == 3 * 3 + 3 and memo.hits == 2

@@ -127,6 +127,11 @@ def test_exchange_at_some_stages_is_exchange_there_and_none_elsewhere(stages, ch
 def test_exchange_stages_are_checked():
     with pytest.raises(ValueError, match="exchange_stages: expected one of"):
         cenfusion.create_backbone("resnet18", 2, exchange_stages="first")
+    with pytest.raises(ValueError, match="exchange_stages='early' with exchange=False"):
+        cenfusion.create_backbone("resnet18", 2, exchange=False, exchange_stages="early")
+    # a baseline has no exchange whatever it is given; every stage listed is every stage
+    cenfusion.create_backbone("resnet18", 2, fusion="concat", exchange_stages="early")
+    cenfusion.create_backbone("resnet18", 2, exchange=False, exchange_stages=[4, 3, 2, 1])
 
 
 def test_inputs_are_validated_by_modality_name():

@@ -57,6 +57,22 @@ def test_segmentation_monitors_the_lambda_its_loss_trains_with(segmentation_conf
     assert probe.lam == pytest.approx(0.03) and probe.active  # M + 1 = 3 outputs
 
 
+def test_theorem_1_is_checked_where_the_exchange_is_off(segmentation_config):
+    """Every site without exchange; the sites a partial exchange leaves alone; none with it."""
+    task = get_task("segmentation")
+    off = theorem_probe(task.trainer(segmentation_config("model.exchange=false"), progress=False))
+    partial = segmentation_config("model.exchange_stages=early")
+    probe = theorem_probe(task.trainer(partial, progress=False))
+    assert probe.active and probe.sites
+    assert all(not name.startswith("backbone.layer1.") for name in probe.sites)
+    assert set(probe.sites) < set(off.sites)
+    assert set(off.sites) - set(probe.sites) == {
+        name for name in off.sites if name.startswith("backbone.layer1.")
+    }
+    full = theorem_probe(task.trainer(segmentation_config(), progress=False))
+    assert not full.active and full.sites == []
+
+
 def test_translation_monitors_the_lambda_it_trains_with(translation_config):
     """Its loss counts the L1 term once, so its Theorem-1 prediction does too."""
     config = translation_config("model.exchange=false", "train.lam=0.01")

@@ -7,6 +7,8 @@ those norms over the passes it has seen. The hooks only read gradients; training
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from torch import Tensor, nn
 
 from cenfusion.nn import exchange_sites, modality_view
@@ -18,13 +20,13 @@ class OutputGradientMonitor:
     Use as a context manager, or call :meth:`close` to remove the hooks. Forward passes without
     gradient (evaluation, ``torch.no_grad``) are ignored. The output is the site's *returned*
     tensor, i.e. after the exchange when exchange is on (for a model without exchange, the
-    norm's output itself).
+    norm's output itself). ``sites`` limits it to those sites' names (default: every site).
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, sites: Collection[str] | None = None) -> None:
         self._sums: dict[str, Tensor] = {}
         self._counts: dict[str, int] = {}
-        sites = list(exchange_sites(model))
+        sites = [(n, norm) for n, norm in exchange_sites(model) if sites is None or n in sites]
         self._order = [name for name, _ in sites]
         self._handles = [
             norm.register_forward_hook(self._forward_hook(name, norm.num_modalities))

@@ -60,30 +60,28 @@ class TheoremProbe:
     """Theorem 1 under training without exchange: the fraction of penalised factors that
     collapsed below ``threshold`` beside the predicted ``2 Phi(lam / |dL/dy|) - 1``.
 
-    ``lam`` is the weight each penalised ``|gamma|`` is trained with
-    (:func:`cenfusion.nn.effective_lambda`). The probe does nothing (no hooks, no record
-    entry) when the network exchanges, nothing is penalised (``sparsity: none``, ``lam <= 0``)
-    or it has no exchange sites. Record entry ``theorem1``.
+    It checks the exchange sites that do not exchange: every site of a network trained with
+    exchange off, the sites outside ``model.exchange_stages`` of a partial exchange. ``lam``
+    is the weight each penalised ``|gamma|`` is trained with
+    (:func:`cenfusion.nn.effective_lambda`). The probe does nothing (no hooks, no record entry)
+    when every site exchanges, nothing is penalised (``sparsity: none``, ``lam <= 0``) or the
+    network has no exchange sites. Record entry ``theorem1``.
     """
 
-    def __init__(
-        self, network: nn.Module, lam: float, threshold: float, sparsity: str, exchange: bool
-    ) -> None:
+    def __init__(self, network: nn.Module, lam: float, threshold: float, sparsity: str) -> None:
         self.network = network
         self.lam = lam
         self.threshold = threshold
         self.sparsity = sparsity
-        self.active = (
-            not exchange
-            and sparsity != "none"
-            and lam > 0
-            and next(exchange_sites(network), None) is not None
-        )
+        self.sites = [
+            name for name, norm in exchange_sites(network) if norm.exchange_threshold is None
+        ]
+        self.active = sparsity != "none" and lam > 0 and bool(self.sites)
         self.monitor: OutputGradientMonitor | None = None
 
     def begin_epoch(self) -> None:
         if self.active:
-            self.monitor = OutputGradientMonitor(self.network)
+            self.monitor = OutputGradientMonitor(self.network, self.sites)
 
     def live(self) -> dict[str, str]:
         return {}
@@ -96,7 +94,7 @@ class TheoremProbe:
             if not gradients:
                 return {"theorem1": {}}
             check = attraction_check(
-                self.network, self.lam, gradients, self.threshold, self.sparsity
+                self.network, self.lam, gradients, self.threshold, self.sparsity, self.sites
             )
             return {"theorem1": check.as_dict()}
         finally:

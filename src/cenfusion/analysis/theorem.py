@@ -11,7 +11,7 @@ the L2 norm over batch and positions), so ``gamma`` is attracted to 0 with proba
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 
 import torch
@@ -76,13 +76,15 @@ def attraction_check(
     grad_norms: Mapping[str, Tensor] | float,
     threshold: float,
     mode: str = "disjoint",
+    sites: Collection[str] | None = None,
 ) -> AttractionCheck:
     """Theorem 1 on ``model`` (meant for one trained with exchange off).
 
-    ``grad_norms``: ``{site: |dL/dy| of shape (M, C)}`` for every exchange site (what
+    ``grad_norms``: ``{site: |dL/dy| of shape (M, C)}`` for every exchange site checked (what
     :class:`~cenfusion.analysis.OutputGradientMonitor` records), or one number for all channels.
     ``lam`` is the L1 weight on each penalised ``|gamma|``; ``mode`` the sparsity mode
-    (``disjoint``: modality ``m``'s chunk ``m``; ``all``: every channel).
+    (``disjoint``: modality ``m``'s chunk ``m``; ``all``: every channel). ``sites`` checks
+    those sites only (default: every site), e.g. the ones a partial exchange leaves alone.
     """
     if mode not in ("disjoint", "all"):
         raise ValueError(
@@ -91,6 +93,8 @@ def attraction_check(
         )
     collapsed, predicted, count = 0, 0.0, 0
     for name, norm in exchange_sites(model):
+        if sites is not None and name not in sites:
+            continue
         gamma = norm.weight.detach().float().cpu().abs()
         grads = _site_grads(grad_norms, name, tuple(gamma.shape))
         mask = torch.zeros_like(gamma, dtype=torch.bool)
@@ -104,7 +108,12 @@ def attraction_check(
         predicted += float(attraction_probability(float(lam), grads[mask]).double().sum())
         count += int(mask.sum())
     if count == 0:
-        raise ValueError("the model has no exchange sites: no scaling factor is penalised")
+        what = (
+            "the model has no exchange sites"
+            if sites is None
+            else f"no exchange site in {sorted(sites)}"
+        )
+        raise ValueError(f"{what}: no scaling factor is penalised")
     return AttractionCheck(
         num_penalised=count,
         num_collapsed=collapsed,

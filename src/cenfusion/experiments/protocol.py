@@ -1052,7 +1052,8 @@ def _interval_text(
 
 
 def _theorem_lines(report: dict[str, Any]) -> list[str]:
-    """Theorem 1 on the runs trained with the L1 term and no exchange: the observed share of
+    """Theorem 1 on the runs trained with the L1 term at sites that do not exchange (every site
+    without exchange, the sites a partial exchange leaves alone): the observed share of their
     penalised scaling factors below θ against the predicted ``2 Phi(lam / |dL/dy|) - 1``."""
     rows = []
     for cell in report["table"]["cells"]:
@@ -1067,7 +1068,9 @@ def _theorem_lines(report: dict[str, Any]) -> list[str]:
         "",
         "At the end of training, the share of penalised scaling factors below θ (observed) "
         "against Theorem 1's probability that L1 attracts them to zero (predicted, from each "
-        "channel's mean |dL/dy| over the last epoch):",
+        "channel's mean |dL/dy| over the last epoch), at the sites that do not exchange: every "
+        "site of a run without exchange, the sites outside `model.exchange_stages` of a partial "
+        "exchange:",
         "",
         "| method | seeds | observed | predicted |",
         "|---|---|---|---|",

@@ -281,10 +281,12 @@ def train_cell(config: Config, method: str, seed: int) -> CellResult:
             result.schedule_end_score = schedule_end_score(result, config)
             if (Path(config.data.root) / config.data.test_list).is_file():
                 test = task.build_datasets(config, ("test",))["test"]
-                scores = task.evaluate(trainer.model, test, config, progress=False)
-                result.test_scores = {name: s.as_dict() for name, s in scores.items()}
-                result.test_single_modality = single_modality_scores(trainer.model, test, config)
-                result.test_exchange_off = exchange_off_scores(trainer.model, test, config)
+                with task.shared_evaluations(config):
+                    scores = task.evaluate(trainer.model, test, config, progress=False)
+                    result.test_scores = {name: s.as_dict() for name, s in scores.items()}
+                    model = trainer.model
+                    result.test_single_modality = single_modality_scores(model, test, config)
+                    result.test_exchange_off = exchange_off_scores(model, test, config)
         except NonFiniteLossError as error:
             result.status, result.error = "diverged", str(error)
         except Exception as error:  # a crashing method is a result of the comparison, too

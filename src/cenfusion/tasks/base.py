@@ -152,6 +152,12 @@ class Task:
         """``{output: scores}`` of every branch and the ensemble on ``dataset``."""
         raise NotImplementedError
 
+    def shared_evaluations(self, config: Config) -> contextlib.AbstractContextManager:
+        """A block in which :meth:`evaluate` calls with ``config`` may share what does not
+        change between them (a loaded feature network, the real images' features), scores
+        unchanged; by default nothing."""
+        return contextlib.nullcontext()
+
     def evaluate_checkpoint(
         self,
         config: Config,

@@ -274,3 +274,36 @@ def test_fid_can_be_left_out_of_the_validations_during_training(tiny_config, mon
     assert records[True]["ensemble"]["fid"] is not None
     assert records[False]["ensemble"]["fid"] is None and records[False]["ensemble"]["l1"] > 0
     assert records[False]["ensemble"]["l1"] == records[True]["ensemble"]["l1"]
+
+
+def test_shared_evaluations_load_the_inception_once_and_score_exactly_the_same(
+    tiny_config, monkeypatch
+):
+    """A trained model's test scores: each evaluation used to load the network again and to
+    run it on the same real images again."""
+    loads, seen = [], []
+
+    def counting_extractor(*args, **kwargs):
+        loads.append(1)
+
+        def colour_means(images):
+            seen.append(len(images))
+            return images.float().mean(dim=(2, 3))
+
+        return colour_means
+
+    monkeypatch.setattr(translation_task, "inception_features", counting_extractor)
+    config = tiny_config()
+    trainer = TRANSLATION.trainer(config, progress=False)
+    model, val = trainer.model, trainer.datasets["val"]
+    alone = model.with_modalities(["texture"])
+    loads.clear()
+    plain = [TRANSLATION.evaluate(m, val, config, progress=False) for m in (model, alone)]
+    assert len(loads) == 2  # each evaluation loads it
+    seen.clear()
+    with TRANSLATION.shared_evaluations(config):
+        shared = [TRANSLATION.evaluate(m, val, config, progress=False) for m in (model, alone)]
+    assert shared == plain and plain[0]["ensemble"].fid is not None
+    assert len(loads) == 3  # once for the block
+    assert sum(seen) == 2 * 3 + 2 * 2 + 2  # outputs of both, the 2 real images once
+    assert TRANSLATION._shared is None  # left as it was

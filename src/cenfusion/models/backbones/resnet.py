@@ -340,6 +340,11 @@ class CENResNet(ResNet):
         self.bn_threshold = bn_threshold
         self.exchange = exchange
         self.exchange_stages = resolve_stages(exchange_stages, 4, "exchange_stages")
+        if fusion == "cen" and not exchange and len(self.exchange_stages) < 4:
+            raise ValueError(
+                f"exchange_stages={exchange_stages!r} with exchange=False: no site exchanges "
+                f"anyway; leave exchange_stages at 'all'"
+            )
         for index, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4), 1):
             if index not in self.exchange_stages:
                 for _, site in exchange_sites(layer):

@@ -146,6 +146,15 @@ class CENUNetGenerator(StackedModel):
                 f"exchange_stages: the U-Net's exchange sites are the norms of blocks "
                 f"2..{num_downs - 1}, got {exchange_stages!r}, which has none of them"
             )
+        if (
+            not baseline
+            and not exchange
+            and not set(range(2, num_downs)) <= set(self.exchange_stages)
+        ):
+            raise ValueError(
+                f"exchange_stages={exchange_stages!r} with exchange=False: no site exchanges "
+                f"anyway; leave exchange_stages at 'all'"
+            )
         threshold = insnorm_threshold if exchange else None
         self.down = nn.ModuleList(
             DownBlock(

@@ -112,9 +112,7 @@ class SegmentationTask(Task):
             after_epoch=(validate, samples),
             probes=(
                 ExchangeProbe(model, config.model.bn_threshold),
-                TheoremProbe(
-                    model, lam, config.model.bn_threshold, t.sparsity, config.model.exchange
-                ),
+                TheoremProbe(model, lam, config.model.bn_threshold, t.sparsity),
             ),
             step_shown=(Shown("loss", "loss", ".3f"),),
             epoch_shown=(Shown("loss", "loss", ".4f"), Shown("exchanged", "exchanged", ".1%")),

@@ -10,7 +10,7 @@ checkpoints; :class:`TranslationTask` puts them together.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,12 @@ from cenfusion.engine.trainer import (
     prepare_run,
     samples_path,
 )
-from cenfusion.metrics.image import FID_SKIPPED_MESSAGE, format_image_scores
+from cenfusion.metrics.image import (
+    FID_SKIPPED_MESSAGE,
+    FeatureExtractor,
+    FeatureMemo,
+    format_image_scores,
+)
 from cenfusion.nn import convert_sync_batch_norm, effective_lambda
 from cenfusion.tasks.base import Column, ComparisonMetrics, EvaluateOptions, Task
 from cenfusion.tasks.translation import official
@@ -68,6 +73,11 @@ class TranslationTask(Task):
     backbone_ablations = False
     public_code = official
 
+    def __init__(self) -> None:
+        # inside shared_evaluations: the Inception file it was loaded from, the network and
+        # the memo of the real images' features
+        self._shared: tuple[str | None, FeatureExtractor | None, FeatureMemo] | None = None
+
     def build_model(self, config: Config) -> nn.Module:
         return build_model(config)
 
@@ -86,6 +96,7 @@ class TranslationTask(Task):
         datasets = build_datasets(config)
         # fails now, not after an epoch, if the configured file is missing
         features = inception_features(config, announce=run.main)
+        memo = FeatureMemo()  # the validation images' features, for every validation
         step = TranslationStep(model, optimisers, config, run.device)
         shown_progress = progress and run.main
         t = config.train
@@ -106,7 +117,9 @@ class TranslationTask(Task):
         def validate(epoch: int, epochs: int, record: dict[str, Any]) -> None:
             if due(t.eval_every, epoch, epochs):
                 shown = features if config.eval.fid_in_training else None
-                scores = evaluate(model, datasets["val"], config, shown, shown_progress)
+                scores = evaluate(
+                    model, datasets["val"], config, shown, shown_progress, real_memo=memo
+                )
                 record["val"] = {name: s.as_dict() for name, s in scores.items()}
                 if run.main:
                     title = f"epoch {epoch + 1}/{epochs} validation"
@@ -118,9 +131,7 @@ class TranslationTask(Task):
         # the translation loss counts the L1 term once, whatever train.l1_per_output says
         lam = effective_lambda(t.lam, model.num_modalities, per_output=False)
         generator = model.generator
-        theorem = TheoremProbe(
-            generator, lam, config.model.insnorm_threshold, t.sparsity, config.model.exchange
-        )
+        theorem = TheoremProbe(generator, lam, config.model.insnorm_threshold, t.sparsity)
         parts = TrainingParts(
             kind=self.name,
             model=model,
@@ -150,7 +161,25 @@ class TranslationTask(Task):
     def evaluate(
         self, model: nn.Module, dataset: Dataset, config: Config, progress: bool = True
     ) -> dict[str, Any]:
+        shared = self._shared
+        if shared is not None and shared[0] == config.eval.inception_weights:
+            _, features, memo = shared
+            return evaluate(model, dataset, config, features, progress, real_memo=memo)
         return evaluate(model, dataset, config, inception_features(config), progress)
+
+    @contextlib.contextmanager
+    def shared_evaluations(self, config: Config) -> Iterator[None]:
+        """Load the Inception once for the block's evaluations, and compute each real image's
+        features once: a trained model's test scores (every branch, each input alone, each
+        exchange site switched off) score the same real images again and again. The scores
+        are exactly those without the block (:class:`~cenfusion.metrics.image.FeatureMemo`)."""
+        outer = self._shared
+        features = inception_features(config)
+        self._shared = (config.eval.inception_weights, features, FeatureMemo())
+        try:
+            yield
+        finally:
+            self._shared = outer
 
     def evaluate_checkpoint(
         self,

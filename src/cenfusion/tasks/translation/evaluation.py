@@ -21,6 +21,7 @@ from cenfusion.engine.trainer import show_bars
 from cenfusion.metrics.image import (
     FID_SKIPPED_MESSAGE,
     FeatureExtractor,
+    FeatureMemo,
     ImageMetrics,
     ImageScores,
     load_inception,
@@ -71,11 +72,13 @@ def evaluate(
     features: FeatureExtractor | None = None,
     progress: bool = True,
     save_dir: str | Path | None = None,
+    real_memo: FeatureMemo | None = None,
 ) -> dict[str, ImageScores]:
     """L1, RMSE, PSNR, SSIM and (with ``features``) FID/KID x100 of every branch and of the
     ensemble. With ``save_dir``, every image is also written in the public code's layout:
     ``input{m}/``, ``fake{m}/`` (branch ``m``), ``fake{M}/`` (the ensemble), ``real/``, one
-    ``{index:03d}.png`` per sample (see :func:`save_result_images`).
+    ``{index:03d}.png`` per sample (see :func:`save_result_images`). ``real_memo`` (one per
+    ``features`` and device) keeps the real images' features for the next evaluation.
 
     Under torchrun each process evaluates a contiguous shard; the per-image values and features
     are gathered in order, so every process gets the scores of the whole split.
@@ -83,7 +86,9 @@ def evaluate(
     device = next(model.parameters()).device
     if isinstance(features, nn.Module):
         features = features.to(device)
-    metrics = ImageMetrics(features, config.eval.kid_subsets, config.eval.kid_subset_size)
+    metrics = ImageMetrics(
+        features, config.eval.kid_subsets, config.eval.kid_subset_size, real_memo=real_memo
+    )
     index = 0
     if distributed.world_size() > 1:
         shard = distributed.shard_range(len(dataset))
