@@ -309,7 +309,7 @@ def single_modality_scores(model: Any, dataset: Any, config: Config) -> dict[str
             alone = model.with_modalities([name])
         except ValueError:  # the fusion baselines mix every modality
             return {}
-        scores = task.evaluate(alone, dataset, config, progress=False)
+        scores = task.evaluate(alone, dataset, config, progress=False, analysis=True)
         found[name] = {output: s.as_dict() for output, s in scores.items()}
     return found
 
@@ -323,7 +323,7 @@ def exchange_off_scores(model: Any, dataset: Any, config: Config) -> dict[str, d
     for stage, sites in exchanging_sites_by_stage(model).items():
         knocked_out = copy.deepcopy(model)
         switch_exchange_off(knocked_out, sites)
-        scores = task.evaluate(knocked_out, dataset, config, progress=False)
+        scores = task.evaluate(knocked_out, dataset, config, progress=False, analysis=True)
         found[stage] = {output: s.as_dict() for output, s in scores.items()}
     return found
 

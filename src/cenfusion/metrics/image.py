@@ -255,9 +255,9 @@ FeatureExtractor = Callable[[Tensor], Tensor]
 class FeatureMemo:
     """Features of image batches already seen, looked up by the batch's content.
 
-    The real images of a split come back in every evaluation of it (each branch, each input
-    alone, each exchange site switched off): their feature pass is a quarter of an
-    evaluation's time, spent again and again. A batch is looked up by its shape, dtype and the
+    The real images of a split come back in every evaluation of it (each input alone, each
+    exchange stage switched off): for a two-input model, one feature pass in four (beside the
+    two branches and the ensemble), spent again each time. A batch is looked up by its shape, dtype and the
     BLAKE2b digest of its bytes, so only a byte-identical batch gets stored features: the
     scores are exactly those without the memo. One memo belongs to one feature extractor on
     one device; it stops storing after ``max_images`` images.

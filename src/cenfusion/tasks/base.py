@@ -147,9 +147,16 @@ class Task:
     # --- scores -------------------------------------------------------------------------------
 
     def evaluate(
-        self, model: nn.Module, dataset: Dataset, config: Config, progress: bool = True
+        self,
+        model: nn.Module,
+        dataset: Dataset,
+        config: Config,
+        progress: bool = True,
+        analysis: bool = False,
     ) -> dict[str, Any]:
-        """``{output: scores}`` of every branch and the ensemble on ``dataset``."""
+        """``{output: scores}`` of every branch and the ensemble on ``dataset``. ``analysis``:
+        one of a trained model's extra evaluations (an input missing, an exchange switched
+        off), which a task may score without its costly metrics where its config says so."""
         raise NotImplementedError
 
     def shared_evaluations(self, config: Config) -> contextlib.AbstractContextManager:

@@ -307,3 +307,33 @@ def test_shared_evaluations_load_the_inception_once_and_score_exactly_the_same(
     assert len(loads) == 3  # once for the block
     assert sum(seen) == 2 * 3 + 2 * 2 + 2  # outputs of both, the 2 real images once
     assert TRANSLATION._shared is None  # left as it was
+
+
+def test_a_comparisons_analyses_can_leave_fid_out(tiny_config, monkeypatch):
+    """Each input alone and each stage's exchange switched off: L1 as before, no FID/KID."""
+    from cenfusion.experiments.runner import exchange_off_scores, single_modality_scores
+
+    def colour_means(images):
+        return images.float().mean(dim=(2, 3))
+
+    monkeypatch.setattr(translation_task, "inception_features", lambda *a, **k: colour_means)
+    found = {}
+    for with_fid in (True, False):
+        config = tiny_config(f"eval.fid_in_analyses={str(with_fid).lower()}")
+        trainer = TRANSLATION.trainer(config, progress=False)
+        model, val = trainer.model, trainer.datasets["val"]
+        found[with_fid] = (
+            TRANSLATION.evaluate(model, val, config, progress=False),
+            single_modality_scores(model, val, config),
+            exchange_off_scores(model, val, config),
+        )
+    (test, alone, off), (test_lean, alone_lean, off_lean) = found[True], found[False]
+    assert test == test_lean and test["ensemble"].fid is not None  # the test scores keep FID
+    assert set(alone) == {"texture", "reshading"} and off
+    for full, lean in ((alone, alone_lean), (off, off_lean)):
+        assert full.keys() == lean.keys()
+        for key in full:
+            for output, scores in full[key].items():
+                assert scores["fid"] is not None and lean[key][output]["fid"] is None
+                assert lean[key][output]["kid_x100"] is None
+                assert lean[key][output]["l1"] == scores["l1"]

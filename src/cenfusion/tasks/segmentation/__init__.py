@@ -121,9 +121,14 @@ class SegmentationTask(Task):
         return Trainer(config, run, parts, resume=resume, progress=progress)
 
     def evaluate(
-        self, model: nn.Module, dataset: Dataset, config: Config, progress: bool = True
+        self,
+        model: nn.Module,
+        dataset: Dataset,
+        config: Config,
+        progress: bool = True,
+        analysis: bool = False,
     ) -> dict[str, Any]:
-        return evaluate(model, dataset, config, progress)
+        return evaluate(model, dataset, config, progress)  # every metric is cheap
 
     def evaluate_checkpoint(
         self,

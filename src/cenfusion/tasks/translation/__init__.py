@@ -159,8 +159,16 @@ class TranslationTask(Task):
         return Trainer(config, run, parts, resume=resume, progress=progress)
 
     def evaluate(
-        self, model: nn.Module, dataset: Dataset, config: Config, progress: bool = True
+        self,
+        model: nn.Module,
+        dataset: Dataset,
+        config: Config,
+        progress: bool = True,
+        analysis: bool = False,
     ) -> dict[str, Any]:
+        """With ``analysis`` and ``eval.fid_in_analyses: false``, without FID/KID."""
+        if analysis and not config.eval.fid_in_analyses:
+            return evaluate(model, dataset, config, None, progress)
         shared = self._shared
         if shared is not None and shared[0] == config.eval.inception_weights:
             _, features, memo = shared

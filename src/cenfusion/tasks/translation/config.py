@@ -72,6 +72,10 @@ class TranslationEvalConfig(EvalConfig):
     # FID/KID at every validation during training too (false: L1, RMSE, PSNR, SSIM only there;
     # `cenfusion evaluate` and a comparison's test scores still have them)
     fid_in_training: bool = True
+    # FID/KID in a comparison's analyses of a trained model too (each input alone, each
+    # exchange stage switched off; false: L1, RMSE, PSNR, SSIM only there, its test scores
+    # keep them): each such evaluation costs as much as the test scores
+    fid_in_analyses: bool = True
     # KID subsets
     kid_subsets: int = 50
     # KID subset size (capped at the number of images)
