@@ -1,5 +1,7 @@
 """Method names of a comparison: groups, unimodal expansion, the ablation rows, refusals."""
 
+import warnings
+
 import pytest
 
 from cenfusion.config import load_config
@@ -51,14 +53,27 @@ def test_unknown_methods_are_refused_with_the_valid_names():
 )
 def test_each_method_is_the_base_config_with_its_overrides(name, expected):
     """(Also on a base that exchanges in the first stage only: the CEN rows exchange at every
-    stage whatever the base says.)"""
+    stage whatever the base says, and the rows without exchange reset it too.)"""
     (variant,) = resolve_variants([name], ["rgb", "depth"])
     config = load_config(None, ["model.exchange_stages=early", *variant.overrides])
-    if name in ("cen", "cen-l1-all"):
+    if name != "cen-exchange-early" and config.model.fusion == "cen":
         expected = {**expected, "exchange_stages": "all"}
     for key, value in expected.items():
         section = config.train if key == "sparsity" else config.model
         assert getattr(section, key) == value, key
+
+
+def test_every_method_builds_on_a_partially_exchanging_base_without_a_warning():
+    """A row without exchange would warn that exchange_stages has no effect; none must."""
+    from cenfusion.tasks.segmentation.training import build_model
+
+    names = [*ABLATIONS, "cen-exchange-early", "unimodal-rgb", "concat-early"]
+    for variant in resolve_variants(names, ["rgb", "depth"]):
+        base = ["model.backbone=resnet18", "model.num_classes=4", "model.exchange_stages=early"]
+        config = load_config(None, [*base, *variant.overrides])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            build_model(config)
 
 
 def test_the_robustness_variant_is_cen_with_modality_dropout_and_needs_the_task_to_have_it():

@@ -33,7 +33,8 @@ class OutputGradientMonitor:
             for name, norm in sites
         ]
         if not self._handles:
-            raise ValueError(f"{type(model).__name__} has no exchange sites to monitor")
+            where = "" if sites is None else f" among {sorted(sites)}"
+            raise ValueError(f"{type(model).__name__} has no exchange sites{where} to monitor")
 
     def _forward_hook(self, name: str, num_modalities: int):
         def hook(module: nn.Module, inputs: tuple, output: Tensor) -> None:

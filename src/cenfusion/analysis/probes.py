@@ -57,8 +57,8 @@ class ExchangeProbe:
 
 
 class TheoremProbe:
-    """Theorem 1 under training without exchange: the fraction of penalised factors that
-    collapsed below ``threshold`` beside the predicted ``2 Phi(lam / |dL/dy|) - 1``.
+    """Theorem 1 where nothing is exchanged: the fraction of penalised factors that collapsed
+    below ``threshold`` beside the predicted ``2 Phi(lam / |dL/dy|) - 1``.
 
     It checks the exchange sites that do not exchange: every site of a network trained with
     exchange off, the sites outside ``model.exchange_stages`` of a partial exchange. ``lam``

@@ -78,7 +78,7 @@ def attraction_check(
     mode: str = "disjoint",
     sites: Collection[str] | None = None,
 ) -> AttractionCheck:
-    """Theorem 1 on ``model`` (meant for one trained with exchange off).
+    """Theorem 1 on ``model`` (meant for sites trained without exchange).
 
     ``grad_norms``: ``{site: |dL/dy| of shape (M, C)}`` for every exchange site checked (what
     :class:`~cenfusion.analysis.OutputGradientMonitor` records), or one number for all channels.

@@ -1064,7 +1064,7 @@ def _theorem_lines(report: dict[str, Any]) -> list[str]:
     if not rows:
         return []
     lines = [
-        "## Theorem 1 without exchange",
+        "## Theorem 1 where nothing is exchanged",
         "",
         "At the end of training, the share of penalised scaling factors below θ (observed) "
         "against Theorem 1's probability that L1 attracts them to zero (predicted, from each "

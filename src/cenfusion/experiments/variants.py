@@ -34,8 +34,9 @@ BASELINE_FUSIONS = {
     "align": "align",
     "self-attention": "self_attention",
 }
-NO_EXCHANGE = ("model.exchange=false", "train.sparsity=none")
 EVERY_STAGE = "model.exchange_stages=all"  # CEN's rows exchange everywhere whatever the base
+# no exchange anywhere: exchange_stages back to its default, so a partial base does not warn
+NO_EXCHANGE = ("model.exchange=false", EVERY_STAGE, "train.sparsity=none")
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ FIXED_VARIANTS: dict[str, Variant] = {
     "private-bn-l1": Variant(
         "private-bn-l1",
         "shared convs, private norms, disjoint-half L1, no exchange",
-        ("model.exchange=false", "train.sparsity=disjoint"),
+        ("model.exchange=false", EVERY_STAGE, "train.sparsity=disjoint"),
         backbone_ablation=True,
     ),
     "cen-l1-all": Variant(

@@ -256,24 +256,25 @@ class FeatureMemo:
     """Features of image batches already seen, looked up by the batch's content.
 
     The real images of a split come back in every evaluation of it (each input alone, each
-    exchange stage switched off): for a two-input model, one feature pass in four (beside the
-    two branches and the ensemble), spent again each time. A batch is looked up by its shape, dtype and the
-    BLAKE2b digest of its bytes, so only a byte-identical batch gets stored features: the
-    scores are exactly those without the memo. One memo belongs to one feature extractor on
-    one device; it stops storing after ``max_images`` images.
+    exchange stage switched off): one feature pass in four of a two-input evaluation (three
+    of a one-input one), spent again each time. A batch is looked up by its device, shape,
+    dtype and the BLAKE2b digest of its bytes, so only a byte-identical batch gets stored
+    features: the scores are exactly those without the memo. One memo belongs to one feature
+    extractor; it stops storing after ``max_images`` images (Inception's 2048 float64
+    features: 16 KiB an image).
     """
 
-    def __init__(self, max_images: int = 20_000) -> None:
+    def __init__(self, max_images: int = 10_000) -> None:
         self.max_images = max_images
         self.stored_images = 0
         self.hits = 0
-        self._features: dict[tuple[tuple[int, ...], str, str], Tensor] = {}
+        self._features: dict[tuple[str, tuple[int, ...], str, str], Tensor] = {}
 
     def __call__(self, images: Tensor, compute: Callable[[Tensor], Tensor]) -> Tensor:
         """``compute(images)``, or what it gave for the same bytes before."""
         host = images.detach().cpu().contiguous()
         digest = hashlib.blake2b(host.reshape(-1).view(torch.uint8).numpy()).hexdigest()
-        key = (tuple(host.shape), str(host.dtype), digest)
+        key = (str(images.device), tuple(host.shape), str(host.dtype), digest)
         if key in self._features:
             self.hits += 1
             return self._features[key]

@@ -14,6 +14,7 @@ The same class with ``nn.BatchNorm2d`` as its norm is the plain unimodal ResNet
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -340,10 +341,12 @@ class CENResNet(ResNet):
         self.bn_threshold = bn_threshold
         self.exchange = exchange
         self.exchange_stages = resolve_stages(exchange_stages, 4, "exchange_stages")
-        if fusion == "cen" and not exchange and len(self.exchange_stages) < 4:
-            raise ValueError(
-                f"exchange_stages={exchange_stages!r} with exchange=False: no site exchanges "
-                f"anyway; leave exchange_stages at 'all'"
+        has_sites = next(exchange_sites(self), None) is not None
+        if not exchange and has_sites and len(self.exchange_stages) < 4:
+            warnings.warn(
+                f"exchange_stages={exchange_stages!r} has no effect with exchange=False: no "
+                f"site exchanges",
+                stacklevel=2,
             )
         for index, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4), 1):
             if index not in self.exchange_stages:

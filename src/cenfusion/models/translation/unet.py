@@ -20,6 +20,7 @@ alike (``tests/models/test_pix2pix.py`` checks it against a reference with pre-a
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -151,9 +152,10 @@ class CENUNetGenerator(StackedModel):
             and not exchange
             and not set(range(2, num_downs)) <= set(self.exchange_stages)
         ):
-            raise ValueError(
-                f"exchange_stages={exchange_stages!r} with exchange=False: no site exchanges "
-                f"anyway; leave exchange_stages at 'all'"
+            warnings.warn(
+                f"exchange_stages={exchange_stages!r} has no effect with exchange=False: no "
+                f"site exchanges",
+                stacklevel=2,
             )
         threshold = insnorm_threshold if exchange else None
         self.down = nn.ModuleList(
