@@ -123,6 +123,11 @@ def test_exchange_at_some_stages_is_exchange_there_and_none_elsewhere(stages, ch
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     assert differs[-1]  # exchange nowhere else changes the deep features
     assert some.exchange_stages == chosen
+    exchanging = [name for name, _ in exchange_sites(some, exchanging=True)]
+    kept = [name for name, _ in exchange_sites(some, exchanging=False)]
+    assert sorted(exchanging + kept) == sorted(name for name, _ in exchange_sites(some))
+    assert exchanging and {int(name[5]) for name in exchanging} == set(chosen)
+    assert kept and not {int(name[5]) for name in kept} & set(chosen)
 
 
 def test_exchange_stages_are_checked():

@@ -28,7 +28,7 @@ def switch_exchange_off(model: nn.Module, patterns: Sequence[str]) -> list[str]:
     names (:func:`matches_site`); returns those sites. The sites stay sites (their L1 term is
     kept, as in the ``private-bn-l1`` ablation). A pattern that names no site that exchanges
     (``model.exchange_stages`` may leave some out) is a ``ValueError`` listing those sites."""
-    sites = {n: norm for n, norm in exchange_sites(model) if norm.exchange_threshold is not None}
+    sites = dict(exchange_sites(model, exchanging=True))
     if not sites:
         raise ValueError("exchange off: the model has no exchange sites that exchange")
     unknown = [p for p in patterns if not any(matches_site(site, p) for site in sites)]
@@ -48,7 +48,6 @@ def exchanging_sites_by_stage(model: nn.Module) -> dict[str, list[str]]:
     stage (:func:`~cenfusion.analysis.exchange_stats.stage_of`), in the model's order; what
     to switch off together to learn what each stage's exchange carries."""
     stages: dict[str, list[str]] = {}
-    for name, norm in exchange_sites(model):
-        if norm.exchange_threshold is not None:
-            stages.setdefault(stage_of(name), []).append(name)
+    for name, _ in exchange_sites(model, exchanging=True):
+        stages.setdefault(stage_of(name), []).append(name)
     return stages

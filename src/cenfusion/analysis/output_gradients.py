@@ -26,11 +26,11 @@ class OutputGradientMonitor:
     def __init__(self, model: nn.Module, sites: Collection[str] | None = None) -> None:
         self._sums: dict[str, Tensor] = {}
         self._counts: dict[str, int] = {}
-        sites = [(n, norm) for n, norm in exchange_sites(model) if sites is None or n in sites]
-        self._order = [name for name, _ in sites]
+        chosen = [(n, norm) for n, norm in exchange_sites(model) if sites is None or n in sites]
+        self._order = [name for name, _ in chosen]
         self._handles = [
             norm.register_forward_hook(self._forward_hook(name, norm.num_modalities))
-            for name, norm in sites
+            for name, norm in chosen
         ]
         if not self._handles:
             where = "" if sites is None else f" among {sorted(sites)}"

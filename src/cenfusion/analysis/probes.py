@@ -34,8 +34,9 @@ class ExchangeProbe:
 
     def __init__(self, model: nn.Module, threshold: float | None = None) -> None:
         self.model = model
-        thresholds = [norm.exchange_threshold for _, norm in exchange_sites(model)]
-        partial = None in thresholds and any(t is not None for t in thresholds)
+        partial = any(exchange_sites(model, exchanging=True)) and any(
+            exchange_sites(model, exchanging=False)
+        )
         self.kept_threshold = threshold if partial else None
 
     def begin_epoch(self) -> None:
@@ -73,9 +74,7 @@ class TheoremProbe:
         self.lam = lam
         self.threshold = threshold
         self.sparsity = sparsity
-        self.sites = [
-            name for name, norm in exchange_sites(network) if norm.exchange_threshold is None
-        ]
+        self.sites = [name for name, _ in exchange_sites(network, exchanging=False)]
         self.active = sparsity != "none" and lam > 0 and bool(self.sites)
         self.monitor: OutputGradientMonitor | None = None
 

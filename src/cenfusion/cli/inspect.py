@@ -123,9 +123,7 @@ def run(args: argparse.Namespace) -> int:
     feature_layer = find_site(sites, args.feature_layer) if args.feature_layer else None
 
     threshold = args.threshold
-    if threshold is None and any(
-        norm.exchange_threshold is None for _, norm in exchange_sites(model)
-    ):
+    if threshold is None and any(exchange_sites(model, exchanging=False)):
         key = task.threshold_key
         threshold = getattr(config.model, key)
         print(

@@ -20,10 +20,18 @@ SparsityMode = Literal["none", "disjoint", "all"]
 SPARSITY_MODES: tuple[str, ...] = ("none", "disjoint", "all")
 
 
-def exchange_sites(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    """``(name, norm)`` for every private norm of ``model`` that is an exchange site."""
+def exchange_sites(
+    model: nn.Module, exchanging: bool | None = None
+) -> Iterator[tuple[str, nn.Module]]:
+    """``(name, norm)`` for every private norm of ``model`` that is an exchange site; with
+    ``exchanging``, only the sites that exchange (a threshold set) or only those that do not
+    (exchange off, or left out by ``model.exchange_stages``)."""
     for name, module in model.named_modules():
-        if isinstance(module, ModalityNorm) and module.exchange_site:
+        if (
+            isinstance(module, ModalityNorm)
+            and module.exchange_site
+            and (exchanging is None or exchanging == (module.exchange_threshold is not None))
+        ):
             yield name, module
 
 
