@@ -32,6 +32,22 @@ def test_unknown_methods_are_refused_with_the_valid_names():
         resolve_variants(["concat-deep"], ["rgb", "depth"])
     with pytest.raises(ValueError, match="unimodal-<modality>"):
         resolve_variants(["unimodal-thermal"], ["rgb", "depth"])
+    for name in ("concat-0", "concat-02", "average--1", "cen-2"):  # stage numbers are 1-based
+        with pytest.raises(ValueError, match="or a stage number"):
+            resolve_variants([name], ["rgb", "depth"])
+
+
+def test_a_numbered_stage_fuses_there_alone_and_a_stage_past_the_network_is_refused():
+    from cenfusion.tasks.translation.training import build_model
+
+    base = ["model.num_downs=5"]
+    (variant,) = resolve_variants(["average-2"], ["rgb", "depth"])
+    assert variant.description == "average fusion after stage 2"
+    model = build_model(load_config("synthetic_shade_texture_to_rgb", [*base, *variant.overrides]))
+    assert list(model.generator.fusion) == ["down2"]
+    (variant,) = resolve_variants(["concat-6"], ["rgb", "depth"])
+    with pytest.raises(ValueError, match=r"fusion_stages: expected stage numbers in 1\.\.5"):
+        build_model(load_config("synthetic_shade_texture_to_rgb", [*base, *variant.overrides]))
 
 
 @pytest.mark.parametrize(
@@ -48,6 +64,7 @@ def test_unknown_methods_are_refused_with_the_valid_names():
             {"exchange": True, "sparsity": "disjoint", "exchange_stages": "early"},
         ),
         ("self-attention-late", {"fusion": "self_attention", "fusion_stages": "late"}),
+        ("concat-2", {"fusion": "concat", "fusion_stages": [2], "exchange": False}),
         ("unimodal-depth", {"modalities": ["depth"], "exchange": False, "sparsity": "none"}),
     ],
 )

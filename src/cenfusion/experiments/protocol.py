@@ -674,14 +674,14 @@ def _headline_lines(protocol: Protocol, report: dict[str, Any]) -> list[str]:
         "",
         f"Test {headline.label} of each branch and the ensemble, mean ± half width of the 95 % "
         "interval over the seeds that finished: CEN, each family at the method its tuning "
-        "chose, and the rows that train with CEN's setting; `CEN minus it`: how much better "
-        "CEN's ensemble scores than the method's, seed by seed, with the 95 % interval of the "
-        "mean (negative: CEN worse; `ahead` or `behind` only where the interval excludes "
-        "zero); `gain last ¼`: the validation score gained over the last quarter of training "
-        "(converged: little); `rise at full rate`: how much it still rose per epoch over the "
-        "last three epochs at the full learning rate (large: the schedule's lower rates, not "
-        "the task, ended the climb). Every run, and every other stage of each family, is in "
-        "the tables below.",
+        "chose, and the rows that take another family's setting untuned; `CEN minus it`: how "
+        "much better CEN's ensemble scores than the method's, seed by seed, with the 95 % "
+        "interval of the mean (negative: CEN worse; `ahead` or `behind` only where the "
+        "interval excludes zero); `gain last ¼`: the validation score gained over the last "
+        "quarter of training (converged: little); `rise at full rate`: how much it still rose "
+        "per epoch over the last three epochs at the full learning rate (large: the schedule's "
+        "lower rates, not the task, ended the climb). Every run, and every other stage of each "
+        "family, is in the tables below.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),

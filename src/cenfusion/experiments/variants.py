@@ -7,7 +7,9 @@ method trains with the same data, schedule, budget and seed. Names:
 - ``unimodal`` — one network per modality, each on its modality alone (expands to
   ``unimodal-rgb``, ``unimodal-depth``, ... from the config's modalities).
 - ``{concat,average,align,self-attention}-{early,middle,late,all}`` — the baselines of
-  :mod:`cenfusion.models.fusion` on the same backbone and decoder, without exchange or L1.
+  :mod:`cenfusion.models.fusion` on the same backbone and decoder, without exchange or L1;
+  ``<fusion>-<n>`` puts one after stage ``n`` alone (1-based: ``concat-2`` fuses where CEN's
+  first U-Net exchange site is, to tell where a method fuses from how).
 - the paper's ablation rows (segmentation): ``unshared-convs``, ``shared-bn``, ``private-bn``,
   ``private-bn-l1`` (disjoint half L1, no exchange), ``cen`` (+ exchange), ``cen-l1-all``
   (L1 on all channels + exchange).
@@ -48,11 +50,6 @@ class Variant:
     overrides: tuple[str, ...]
     backbone_ablation: bool = False  # a switch of the segmentation backbone
     modality_dropout: bool = False  # needs the task's train.modality_dropout
-
-    def fusion_stages(self) -> str:
-        """The stage part of a baseline's name (``""`` for the others)."""
-        base, _, stage = self.name.rpartition("-")
-        return stage if base in BASELINE_FUSIONS and stage in STAGE_NAMES else ""
 
 
 FIXED_VARIANTS: dict[str, Variant] = {
@@ -122,16 +119,27 @@ def baseline_names() -> list[str]:
     return [f"{fusion}-{stage}" for fusion in BASELINE_FUSIONS for stage in STAGE_NAMES]
 
 
-def _baseline(name: str) -> Variant:
+def _baseline_parts(name: str) -> tuple[str, str] | None:
+    """``"concat-early"`` -> ``("concat", "early")``, ``"concat-2"`` -> ``("concat", "2")``;
+    None for a name that is no baseline."""
     fusion, _, stage = name.rpartition("-")
+    numbered = stage.isdigit() and int(stage) >= 1 and not stage.startswith("0")
+    if fusion in BASELINE_FUSIONS and (stage in STAGE_NAMES or numbered):
+        return fusion, stage
+    return None
+
+
+def _baseline(fusion: str, stage: str) -> Variant:
+    if stage == "all":
+        where, stages = "every stage", stage
+    elif stage.isdigit():  # one stage by number: a list, which the model checks against its depth
+        where, stages = f"stage {stage}", f"[{stage}]"
+    else:
+        where, stages = f"the {stage} stage", stage
     return Variant(
-        name,
-        f"{fusion} fusion after {'every stage' if stage == 'all' else f'the {stage} stage'}",
-        (
-            f"model.fusion={BASELINE_FUSIONS[fusion]}",
-            f"model.fusion_stages={stage}",
-            *NO_EXCHANGE,
-        ),
+        f"{fusion}-{stage}",
+        f"{fusion} fusion after {where}",
+        (f"model.fusion={BASELINE_FUSIONS[fusion]}", f"model.fusion_stages={stages}", *NO_EXCHANGE),
     )
 
 
@@ -164,8 +172,8 @@ def resolve_variants(
     for name in dict.fromkeys(expanded):  # keep order, drop repeats
         if name in FIXED_VARIANTS:
             variant = FIXED_VARIANTS[name]
-        elif name in baseline_names():
-            variant = _baseline(name)
+        elif (parts := _baseline_parts(name)) is not None:
+            variant = _baseline(*parts)
         elif name.startswith("unimodal-") and name.removeprefix("unimodal-") in modalities:
             variant = _unimodal(name.removeprefix("unimodal-"))
         else:
@@ -173,7 +181,7 @@ def resolve_variants(
             raise ValueError(
                 f"method {name!r}: expected one of {known}, unimodal-<modality> with a modality "
                 f"of the config {list(modalities)}, or <fusion>-<stage> with fusion in "
-                f"{list(BASELINE_FUSIONS)} and stage in {list(STAGE_NAMES)}"
+                f"{list(BASELINE_FUSIONS)} and stage in {list(STAGE_NAMES)} or a stage number"
             )
         if variant.backbone_ablation and not backbone_ablations:
             if name in names:
