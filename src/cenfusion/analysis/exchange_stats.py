@@ -85,12 +85,8 @@ def penalised_share_below_threshold(
     measured against it (what the L1 term collapses where nothing is exchanged).
     """
     shares = {}
-    for name, norm in exchange_sites(model):
-        theta = norm.exchange_threshold
-        if kept_threshold is not None:
-            theta = kept_threshold if theta is None else None
-        if theta is None:
-            continue
+    for name, norm in exchange_sites(model, exchanging=kept_threshold is None):
+        theta = norm.exchange_threshold if kept_threshold is None else kept_threshold
         gamma = norm.weight.detach().abs()
         row = []
         for m in range(norm.num_modalities):
