@@ -37,8 +37,9 @@ class ModelConfig:
     exchange: bool = True
     # where the exchange happens: early | middle | late | all, or stage numbers (1-based:
     # ResNet layer1..4; U-Net encoder blocks, whose sites are blocks 2..num_downs-1, so
-    # early and late name none there); the other sites keep the L1 term but do not exchange;
-    # with exchange false it has no effect (a warning); a fusion baseline ignores it
+    # early and late name none there; blocks 1..num_downs-1 with model.first_block_norm);
+    # the other sites keep the L1 term but do not exchange; with exchange false it has no
+    # effect (a warning); a fusion baseline ignores it
     exchange_stages: str | list[int] = "all"
     # cen | concat | average | align | self_attention (cenfusion.models.fusion)
     fusion: str = "cen"

@@ -161,3 +161,16 @@ def test_another_architecture_is_refused_with_the_unmatched_keys(official_state)
         ValueError, match="not in the checkpoint.*conv1.insnorm_conv.insnorm_1.bias"
     ):
         official_translation_to_cenfusion(missing, target)
+
+
+def test_a_generator_with_a_first_block_norm_is_refused_for_export():
+    """The public generator never calls its first block's norm: exporting ours would drop it."""
+    from cenfusion.models import create_model
+
+    model = create_model("translation", "pix2pix", modalities=2, ngf=4, num_downs=5)
+    assert set(cenfusion_to_official(model.state_dict()))  # the paper's layout exports
+    model = create_model(
+        "translation", "pix2pix", modalities=2, ngf=4, num_downs=5, first_block_norm=True
+    )
+    with pytest.raises(ValueError, match="norm in its first encoder block"):
+        cenfusion_to_official(model.state_dict())

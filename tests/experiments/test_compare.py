@@ -38,13 +38,15 @@ def test_every_segmentation_method_trains_and_evaluates_through_the_runner(
 def test_every_translation_method_trains_and_evaluates_through_the_runner(
     translation_yaml, tmp_path
 ):
+    methods = ["all", "cen-first-block-norm", "concat-2"]
     report = Comparison(
-        str(translation_yaml), ["all"], seeds=1, output_dir=tmp_path, progress=False
+        str(translation_yaml), methods, seeds=1, output_dir=tmp_path, progress=False
     ).run()
-    assert len(report["cells"]) == 19  # cen, 2 unimodal, 16 baselines
+    assert len(report["cells"]) == 21  # cen, 2 unimodal, 16 baselines, the two extra rows
     assert {c["status"] for c in report["cells"]} == {"ok"}
     table = (tmp_path / "results.md").read_text()
     assert "ensemble L1" in table and "| `align-middle` |" in table
+    assert "| `cen-first-block-norm` |" in table and "| `concat-2` |" in table
 
 
 def test_a_translation_model_is_scored_with_the_exchange_off_per_generator_stage(

@@ -37,6 +37,20 @@ def test_unknown_methods_are_refused_with_the_valid_names():
             resolve_variants([name], ["rgb", "depth"])
 
 
+def test_the_first_block_norm_row_is_cen_with_that_switch_and_for_the_u_net_only():
+    from cenfusion.tasks.translation.training import build_model
+
+    (variant,) = resolve_variants(["cen-first-block-norm"], ["a", "b"], unet_ablations=True)
+    config = load_config(
+        "synthetic_shade_texture_to_rgb", ["model.num_downs=5", *variant.overrides]
+    )
+    assert config.model.first_block_norm and config.model.exchange
+    assert config.train.sparsity == "disjoint" and config.model.fusion == "cen"
+    assert build_model(config).generator.down[0].norm.exchange_threshold is not None
+    with pytest.raises(ValueError, match="ablation of the translation U-Net"):
+        resolve_variants(["cen-first-block-norm"], ["rgb", "depth"])
+
+
 def test_a_numbered_stage_fuses_there_alone_and_a_stage_past_the_network_is_refused():
     from cenfusion.tasks.translation.training import build_model
 

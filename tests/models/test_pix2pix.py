@@ -41,6 +41,8 @@ def reference_forward(gen, inputs, training):
         return out
 
     hs = [gen.down[0].conv(x) for x in inputs]
+    if gen.down[0].norm is not None:  # first_block_norm
+        hs = norm(gen.down[0], hs, exchange=1 in gen.exchange_stages)
     skips = []
     for number, block in enumerate(gen.down[1:], start=2):
         skips.append(hs)
@@ -111,6 +113,32 @@ def test_exchange_at_some_blocks_matches_the_reference(stages):
     torch.testing.assert_close(got["a"], ref[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(got["ensemble"], ref[-1], rtol=1e-5, atol=1e-5)
     assert (got["a"] - all_sites["a"]).abs().max() > 1e-3  # the switch changes something
+
+
+@pytest.mark.parametrize("stages", ["all", "early"])
+def test_a_norm_in_the_first_block_exchanges_there_and_matches_the_reference(stages):
+    """first_block_norm: block 1 gets a private norm that is an exchange site; its exchange
+    reaches the skip into the last decoder block."""
+    torch.manual_seed(0)
+    kwargs = {"ngf": 4, "num_downs": 5, "exchange_stages": stages}
+    gen = CENUNetGenerator(["a", "b"], first_block_norm=True, **kwargs)
+    gen.init_weights(std=0.3)
+    gen = randomised(gen).eval()
+    names = [name for name, _ in exchange_sites(gen, exchanging=True)]
+    assert names[0] == "down.0.norm" and len(names) == (4 if stages == "all" else 1)
+    inputs = [torch.randn(1, 3, 32, 32) for _ in range(2)]
+    with torch.no_grad():
+        got = gen(inputs)
+        ref = reference_forward(gen, inputs, training=False)
+        gen.down[0].norm.exchange_threshold = None  # the first block's exchange off
+        without = gen(inputs)
+    torch.testing.assert_close(got["a"], ref[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got["ensemble"], ref[-1], rtol=1e-5, atol=1e-5)
+    assert (got["a"] - without["a"]).abs().max() > 1e-3  # the first block's exchange counts
+    plain = CENUNetGenerator(["a", "b"], **kwargs) if stages == "all" else None
+    if plain is not None:  # the paper's generator: no norm, no site in block 1
+        assert plain.down[0].norm is None
+        assert [n for n, _ in exchange_sites(plain)] == names[1:]
 
 
 def test_exchange_stages_without_a_site_are_refused():

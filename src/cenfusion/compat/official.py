@@ -438,6 +438,12 @@ def cenfusion_to_official_translation(
             k.removeprefix("generator."): v for k, v in state.items() if k.startswith("generator.")
         }
     num_downs, num_modalities, widths = _generator_geometry(state)
+    if "down.0.norm.weight" in state:
+        raise ValueError(
+            "this generator has a norm in its first encoder block (model.first_block_norm), "
+            "which the public code builds but never calls: its export would lose that norm; "
+            "expected a generator without it"
+        )
     out: dict[str, Tensor] = {}
     for key, value in state.items():
         official = official_translation_name(key)

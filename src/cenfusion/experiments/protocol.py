@@ -244,7 +244,11 @@ class Protocol:
         for family in self.families.values():
             try:
                 resolve_variants(
-                    family.methods, self.modalities, task.backbone_ablations, task.modality_dropout
+                    family.methods,
+                    self.modalities,
+                    task.backbone_ablations,
+                    task.modality_dropout,
+                    task.unet_ablations,
                 )
             except ValueError as error:
                 raise ValueError(f"{self.path}: family {family.name!r}: {error}") from None
@@ -539,7 +543,11 @@ class Protocol:
             variants = {
                 v.name: v
                 for v in resolve_variants(
-                    family.methods, modalities, task.backbone_ablations, task.modality_dropout
+                    family.methods,
+                    modalities,
+                    task.backbone_ablations,
+                    task.modality_dropout,
+                    task.unet_ablations,
                 )
             }
             for method in family.methods:

@@ -109,7 +109,11 @@ class Comparison:
         base = self.base_config()
         task = get_task(base.task)
         return resolve_variants(
-            self.methods, base.model.modalities, task.backbone_ablations, task.modality_dropout
+            self.methods,
+            base.model.modalities,
+            task.backbone_ablations,
+            task.modality_dropout,
+            task.unet_ablations,
         )
 
     def directory(self) -> Path:

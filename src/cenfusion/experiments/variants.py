@@ -18,6 +18,9 @@ method trains with the same data, schedule, budget and seed. Names:
 - ``cen-exchange-early`` (segmentation): CEN exchanging in the first stage only
   (``model.exchange_stages=early``), the deeper sites keeping their L1 term: whether the deep
   stages' exchange carries anything.
+- ``cen-first-block-norm`` (translation): CEN with a norm, and so an exchange site, in the
+  U-Net's first encoder block (``model.first_block_norm``; pix2pix has none there): whether
+  exchanging where the full-resolution skip starts closes the gap to early fusion.
 
 Groups: ``baselines`` (unimodal and every baseline at every stage), ``ablations`` (the six
 rows), ``all`` (both).
@@ -49,6 +52,7 @@ class Variant:
     description: str
     overrides: tuple[str, ...]
     backbone_ablation: bool = False  # a switch of the segmentation backbone
+    unet_ablation: bool = False  # a switch of the translation U-Net
     modality_dropout: bool = False  # needs the task's train.modality_dropout
 
 
@@ -111,6 +115,18 @@ FIXED_VARIANTS: dict[str, Variant] = {
         ),  # fmt: skip
         backbone_ablation=True,
     ),
+    "cen-first-block-norm": Variant(
+        "cen-first-block-norm",
+        "CEN with a norm, and so an exchange site, in the U-Net's first block too",
+        (
+            "model.fusion=cen",
+            "model.exchange=true",
+            EVERY_STAGE,
+            "train.sparsity=disjoint",
+            "model.first_block_norm=true",
+        ),  # fmt: skip
+        unet_ablation=True,
+    ),
 }
 ABLATIONS = ("unshared-convs", "shared-bn", "private-bn", "private-bn-l1", "cen", "cen-l1-all")
 
@@ -156,10 +172,12 @@ def resolve_variants(
     modalities: Sequence[str],
     backbone_ablations: bool = True,
     modality_dropout: bool = True,
+    unet_ablations: bool = False,
 ) -> list[Variant]:
     """Expand groups and ``unimodal``; refuse unknown names, the backbone ablations when the
-    task has no such backbone (``backbone_ablations=False``: translation) and the variants that
-    need ``train.modality_dropout`` when the task has none."""
+    task has no such backbone (``backbone_ablations=False``: translation), the U-Net's when it
+    has no U-Net (``unet_ablations=False``: segmentation) and the variants that need
+    ``train.modality_dropout`` when the task has none."""
     groups = {
         "all": ["cen", "unimodal", *baseline_names(), *ABLATIONS],
         "baselines": ["unimodal", *baseline_names()],
@@ -187,6 +205,8 @@ def resolve_variants(
             if name in names:
                 raise ValueError(f"method {name!r} is an ablation of the segmentation backbone")
             continue  # a group brought it in: skip it quietly
+        if variant.unet_ablation and not unet_ablations:
+            raise ValueError(f"method {name!r} is an ablation of the translation U-Net")
         if variant.modality_dropout and not modality_dropout:
             raise ValueError(f"method {name!r} needs train.modality_dropout, which this task lacks")
         variants.append(variant)

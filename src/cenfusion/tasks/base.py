@@ -126,6 +126,8 @@ class Task:
     backbone_ablations: bool = False
     #: whether its training has ``train.modality_dropout`` (a comparison's robustness variant)
     modality_dropout: bool = False
+    #: whether the U-Net ablations of :mod:`cenfusion.experiments.variants` apply
+    unet_ablations: bool = False
     #: the module that reads and writes the public code's checkpoints of this task
     #: (``recognises_official``, ``import_official``, ``export_official``)
     public_code: ModuleType

@@ -82,6 +82,7 @@ def create_pix2pix(
     fusion: str = "cen",
     fusion_stages: str | Sequence[int] = "all",
     exchange_stages: str | Sequence[int] = "all",
+    first_block_norm: bool = False,
 ) -> CENPix2Pix:
     """The paper's translation model: the CEN U-Net generator and the shared PatchGAN.
 
@@ -90,8 +91,8 @@ def create_pix2pix(
     generator's and discriminator's widths; ``num_downs`` down blocks (image sides must be
     multiples of ``2**num_downs``); exchange after the norms of blocks 2..num_downs-1 at
     ``insnorm_threshold``; ``exchange=False`` keeps those norms as L1 sites (ablation),
-    ``exchange_stages`` exchanges at some blocks only (see
-    :class:`~cenfusion.models.translation.unet.CENUNetGenerator`);
+    ``exchange_stages`` exchanges at some blocks only and ``first_block_norm`` adds a norm,
+    and so a site, to block 1 (see :class:`~cenfusion.models.translation.unet.CENUNetGenerator`);
     ``dropout`` on the first three up blocks; ``fusion``/``fusion_stages``: a baseline of
     :mod:`cenfusion.models.fusion` after those encoder blocks instead of exchange.
     """
@@ -115,5 +116,6 @@ def create_pix2pix(
         fusion=fusion,
         fusion_stages=fusion_stages,
         exchange_stages=exchange_stages,
+        first_block_norm=first_block_norm,
     )
     return CENPix2Pix(generator, PatchDiscriminator(in_channels, out_channels, ndf), target)

@@ -5,11 +5,13 @@ Every modality runs through the *same* convolutions (one call over the stacked
 one affine InstanceNorm (and running statistics) per modality. Encoder blocks are
 ``LeakyReLU(0.2) -> 4x4 stride-2 conv -> norm``, widths ``ngf * (1, 2, 4, 8, 8, 8, 8, 8)``;
 blocks 1 and 8 have no norm (block 1 not even the activation), and the norms of blocks 2..7 are
-the exchange sites (docs/method.md §2-3). Decoder blocks are ``ReLU -> 4x4 stride-2 transposed conv
--> norm (not on the last) -> dropout 0.5 (first three)``, each output concatenated with the
-mirrored encoder feature; ``tanh`` at the end, then the alpha ensemble. ``fusion`` (not
-``"cen"``) puts one of the baselines of :mod:`cenfusion.models.fusion` after the chosen encoder
-blocks instead (stages 1..num_downs), with no exchange and no L1 sites.
+the exchange sites (docs/method.md §2-3); ``first_block_norm`` (not the paper's) gives block 1 a
+norm too, and so an exchange site, where the full-resolution skip starts. Decoder blocks are
+``ReLU -> 4x4 stride-2 transposed conv -> norm (not on the last) -> dropout 0.5 (first
+three)``, each output concatenated with the mirrored encoder feature; ``tanh`` at the end,
+then the alpha ensemble. ``fusion`` (not ``"cen"``) puts one of the baselines of
+:mod:`cenfusion.models.fusion` after the chosen encoder blocks instead (stages 1..num_downs),
+with no exchange and no L1 sites.
 
 The skip connections carry the encoder feature *after* the next block's LeakyReLU, as the
 public code does (its in-place LeakyReLU overwrites the feature it later concatenates). This is
@@ -104,6 +106,9 @@ class CENUNetGenerator(StackedModel):
     ``exchange_stages`` (``"all"``, or encoder block numbers ``1..num_downs`` as
     ``fusion_stages``) limits the exchange to those blocks' norms (sites: blocks
     ``2..num_downs-1``); the other sites keep the L1 term but never exchange.
+    ``first_block_norm``: block 1 gets a norm as well (pix2pix has none there), so the sites
+    are blocks ``1..num_downs-1`` and the skip to the last decoder block can carry exchanged
+    channels.
     """
 
     def __init__(
@@ -120,6 +125,7 @@ class CENUNetGenerator(StackedModel):
         fusion: str = "cen",
         fusion_stages: str | Sequence[int] = "all",
         exchange_stages: str | Sequence[int] = "all",
+        first_block_norm: bool = False,
     ) -> None:
         super().__init__()
         check_fusion(fusion)
@@ -140,17 +146,19 @@ class CENUNetGenerator(StackedModel):
         self.insnorm_threshold = insnorm_threshold
         self.exchange = exchange = exchange and not baseline
         self.fusion_method = fusion
+        self.first_block_norm = first_block_norm
+        first_site = 1 if first_block_norm else 2
         widths = encoder_widths(ngf, num_downs)
         self.exchange_stages = resolve_stages(exchange_stages, num_downs, "exchange_stages")
-        if exchange and not any(1 < s < num_downs for s in self.exchange_stages):
+        if exchange and not any(first_site <= s < num_downs for s in self.exchange_stages):
             raise ValueError(
                 f"exchange_stages: the U-Net's exchange sites are the norms of blocks "
-                f"2..{num_downs - 1}, got {exchange_stages!r}, which has none of them"
+                f"{first_site}..{num_downs - 1}, got {exchange_stages!r}, which has none of them"
             )
         if (
             not baseline
             and not exchange
-            and not set(range(2, num_downs)) <= set(self.exchange_stages)
+            and not set(range(first_site, num_downs)) <= set(self.exchange_stages)
         ):
             warnings.warn(
                 f"exchange_stages={exchange_stages!r} has no effect with exchange=False: no "
@@ -163,7 +171,7 @@ class CENUNetGenerator(StackedModel):
                 in_channels if i == 0 else widths[i - 1],
                 widths[i],
                 num_modalities,
-                norm=0 < i < num_downs - 1,
+                norm=(i > 0 or first_block_norm) and i < num_downs - 1,
                 exchange_threshold=threshold if i + 1 in self.exchange_stages else None,
                 exchange_site=not baseline,
             )

@@ -71,6 +71,7 @@ class TranslationTask(Task):
         unit=" L1",
     )
     backbone_ablations = False
+    unet_ablations = True
     public_code = official
 
     def __init__(self) -> None:

@@ -29,6 +29,9 @@ class TranslationModelConfig(ModelConfig):
     num_downs: int = 8
     # theta of the instance norms
     insnorm_threshold: float = 1e-2
+    # a norm in the U-Net's first encoder block too (pix2pix and the paper have none there), so
+    # that CEN exchanges where the full-resolution skip starts: sites are blocks 1..num_downs-1
+    first_block_norm: bool = False
 
 
 @dataclass

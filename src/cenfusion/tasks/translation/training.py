@@ -59,6 +59,7 @@ def build_model(config: Config) -> CENPix2Pix:
         "insnorm_threshold": m.insnorm_threshold,
         "exchange": m.exchange,
         "exchange_stages": m.exchange_stages,
+        "first_block_norm": m.first_block_norm,
         "fusion": m.fusion,
         "fusion_stages": m.fusion_stages,
     }
