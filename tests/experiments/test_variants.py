@@ -32,7 +32,8 @@ def test_unknown_methods_are_refused_with_the_valid_names():
         resolve_variants(["concat-deep"], ["rgb", "depth"])
     with pytest.raises(ValueError, match="unimodal-<modality>"):
         resolve_variants(["unimodal-thermal"], ["rgb", "depth"])
-    for name in ("concat-0", "concat-02", "average--1", "cen-2"):  # stage numbers are 1-based
+    # stage numbers are 1-based ASCII digits
+    for name in ("concat-0", "concat-02", "average--1", "concat-\u00b2", "cen-2"):
         with pytest.raises(ValueError, match="or a stage number"):
             resolve_variants([name], ["rgb", "depth"])
 

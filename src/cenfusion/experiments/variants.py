@@ -139,7 +139,7 @@ def _baseline_parts(name: str) -> tuple[str, str] | None:
     """``"concat-early"`` -> ``("concat", "early")``, ``"concat-2"`` -> ``("concat", "2")``;
     None for a name that is no baseline."""
     fusion, _, stage = name.rpartition("-")
-    numbered = stage.isdigit() and int(stage) >= 1 and not stage.startswith("0")
+    numbered = stage.isascii() and stage.isdigit() and not stage.startswith("0")
     if fusion in BASELINE_FUSIONS and (stage in STAGE_NAMES or numbered):
         return fusion, stage
     return None
