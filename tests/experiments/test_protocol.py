@@ -3,9 +3,13 @@
 import hashlib
 import json
 import math
+import os
 import shlex
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -272,6 +276,52 @@ def test_run_trains_the_missing_cells_with_the_commands_it_records(segmentation_
     assert (
         "## The chosen settings, paired seeds" in (tmp_path / "results" / "README.md").read_text()
     )
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc")
+def test_sigterm_stops_the_runner_and_its_runs_which_keep_a_checkpoint(segmentation_yaml, tmp_path):
+    """Killing the runner must not leave its runs training on alone, as the default SIGTERM
+    action did (the runner died, its children went on without it)."""
+    path = write_protocol(
+        tmp_path,
+        segmentation_yaml,
+        # long enough to be caught training: an epoch of one step, a thousand of them
+        overrides=["optim.stages=[{epochs: 1000, encoder_lr: 0.01, decoder_lr: 0.01}]"],
+        knobs={"lr": {"a": []}},
+        families={"cen": {"methods": ["cen"], "tune": ["lr"], "seeds": 1}},
+    )
+    command = [sys.executable, "-m", "cenfusion", "protocol", "run", str(path), "--threads", "1"]
+    log = tmp_path / "runner.log"  # a file, not a pipe, which an orphan would hold open
+    with log.open("w") as stderr:
+        runner = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "runs").rglob("last.pt")):  # a run past its first epoch
+            assert runner.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=120) == 130, log.read_text()
+        assert "SIGTERM: stopped with 0 run(s) finished; 1 stopped run(s) resume" in log.read_text()
+        assert _processes_naming(tmp_path) == []  # the run ended with its runner
+        metrics = next((tmp_path / "runs").rglob("metrics.jsonl")).read_text().splitlines()
+        epochs = [record["epoch"] for record in map(json.loads, metrics) if "epoch" in record]
+        assert epochs and max(epochs) < 1000  # stopped, not finished
+    finally:
+        runner.kill()
+        for pid in _processes_naming(tmp_path):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _processes_naming(path: Path) -> list[int]:
+    """The processes whose command line contains ``path`` (Linux: read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and str(path) in (entry / "cmdline").read_bytes().decode():
+                found.append(int(entry.name))
+        except (OSError, UnicodeDecodeError):  # ended meanwhile
+            continue
+    return found
 
 
 def test_runs_record_their_trunk_and_another_trunk_is_refused(segmentation_yaml, tmp_path):

@@ -1,22 +1,25 @@
 """``cenfusion protocol run|plan|report PROTOCOL``: a benchmark protocol's tuning sweep and
 paired seeds (:mod:`cenfusion.experiments.protocol`).
 
-``run`` trains what is missing (resumable; ``--limit-s`` stops it cleanly), ``plan`` prints
-the runs missing now with the command of each (both: ``--only`` some families or methods),
-``report`` writes the tables from the results folder (``RESULTS/README.md`` and the
-protocol's ``report_copies``, unless ``--markdown`` says where instead) and, with matplotlib,
-the exchange over training of every exchanging method's seed-0 run
-(``RESULTS/exchange/<setting>_<method>.png``).
+``run`` trains what is missing (resumable; ``--limit-s``, Ctrl-C or SIGTERM stop it and its
+runs cleanly, with exit status 130 for a signal), ``plan`` prints the runs missing now with
+the command of each (both: ``--only`` some families or methods), ``report`` writes the tables
+from the results folder (``RESULTS/README.md`` and the protocol's ``report_copies``, unless
+``--markdown`` says where instead) and, with matplotlib, the exchange over training of every
+exchanging method's seed-0 run (``RESULTS/exchange/<setting>_<method>.png``).
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from pathlib import Path
 
 from cenfusion.analysis.plots import plot_exchange_history
+from cenfusion.cli.train import INTERRUPTED_EXIT_CODE
 from cenfusion.engine.checkpoint import write_text_atomic
+from cenfusion.engine.faults import TrainingInterrupted
 from cenfusion.experiments.protocol import Cell, Protocol, exchange_cells, format_protocol
 
 
@@ -55,9 +58,13 @@ def run(args: argparse.Namespace) -> int:
     if args.only and args.action == "report":
         raise ValueError("--only: a choice of runs for run and plan; report reads them all")
     if args.action == "run":
-        finished = protocol.run(
-            jobs=args.jobs, threads=args.threads, limit_s=args.limit_s, only=args.only
-        )
+        try:
+            finished = protocol.run(
+                jobs=args.jobs, threads=args.threads, limit_s=args.limit_s, only=args.only
+            )
+        except TrainingInterrupted as interrupted:
+            print(f"cenfusion protocol run: {interrupted}", file=sys.stderr)
+            return INTERRUPTED_EXIT_CODE
         cells = protocol.plan(args.only)
         print(f"{finished} run(s) finished; {len(cells)} missing")
         print_waiting(protocol, args.only, cells)

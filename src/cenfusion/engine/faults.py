@@ -57,7 +57,8 @@ class StopRequests:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self) -> None:
+    def __init__(self, message: str = "finishing this step, then saving a checkpoint") -> None:
+        self.message = message  # what the first signal makes happen, printed with its name
         self.signal: int | None = None
         self._previous: dict[int, Any] = {}
 
@@ -70,8 +71,7 @@ class StopRequests:
             self.signal = signum
             name = signal.Signals(signum).name
             print(
-                f"\n{name}: finishing this step, then saving a checkpoint "
-                "(Ctrl-C again to stop at once)",
+                f"\n{name}: {self.message} (Ctrl-C again to stop at once)",
                 file=sys.stderr,
                 flush=True,
             )

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -41,6 +42,7 @@ from typing import Any
 import yaml
 
 from cenfusion.config import Config, load_config
+from cenfusion.engine.faults import StopRequests, TrainingInterrupted
 from cenfusion.experiments.report import (
     cen_minus,
     format_markdown,
@@ -484,7 +486,11 @@ class Protocol:
         """Train what is missing, ``jobs`` runs at a time (each ``threads`` threads), until
         nothing is left or ``limit_s`` has passed (running cells are stopped; they resume
         from their last epoch next time); ``only`` as for :meth:`plan`. Returns the number of
-        runs finished."""
+        runs finished.
+
+        SIGINT or SIGTERM stops it the same way: the running cells get SIGTERM (each saves a
+        checkpoint after its current step) and are waited for, so none is left training
+        without the runner, then :class:`TrainingInterrupted` says how many finished."""
         if jobs < 1:
             raise ValueError(f"--jobs: expected at least 1, got {jobs}")
         self.check_names(only)
@@ -494,35 +500,45 @@ class Protocol:
         env = _thread_env(threads)
         running: dict[Cell, subprocess.Popen] = {}
         finished = 0
-        try:
-            while True:
-                for cell, process in list(running.items()):
-                    code = process.poll()
-                    if code is not None:
-                        del running[cell]
-                        finished += 1
-                        status = (self.result(cell) or {}).get("status", f"exit code {code}")
-                        print(f"done: {cell.method} {cell.setting_name} seed {cell.seed}: "
-                              f"{status}", flush=True)  # fmt: skip
-                if limit_s is not None and time.monotonic() - start > limit_s:
-                    print("time limit reached", flush=True)
-                    break
-                pending = [c for c in self.plan(only) if c not in running]
-                if not pending and not running:
-                    break
-                while pending and len(running) < jobs:
-                    cell = pending.pop(0)
-                    command = self.cell_command(cell)
-                    command[0:1] = [sys.executable, "-m", "cenfusion"]
-                    print(f"start: {cell.method} {cell.setting_name} seed {cell.seed} "
-                          f"({cell.purpose})", flush=True)  # fmt: skip
-                    running[cell] = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env)
-                time.sleep(2.0)
-        finally:
-            for process in running.values():
-                process.terminate()
-            for process in running.values():
-                process.wait()
+        stop_message = "stopping the running runs (each saves a checkpoint after its step)"
+        with StopRequests(stop_message) as stops:
+            try:
+                while not stops.requested:
+                    for cell, process in list(running.items()):
+                        code = process.poll()
+                        if code is not None:
+                            del running[cell]
+                            finished += 1
+                            status = (self.result(cell) or {}).get("status", f"exit code {code}")
+                            print(f"done: {cell.method} {cell.setting_name} seed {cell.seed}: "
+                                  f"{status}", flush=True)  # fmt: skip
+                    if limit_s is not None and time.monotonic() - start > limit_s:
+                        print("time limit reached", flush=True)
+                        break
+                    pending = [c for c in self.plan(only) if c not in running]
+                    if not pending and not running:
+                        break
+                    while pending and len(running) < jobs:
+                        cell = pending.pop(0)
+                        command = self.cell_command(cell)
+                        command[0:1] = [sys.executable, "-m", "cenfusion"]
+                        print(f"start: {cell.method} {cell.setting_name} seed {cell.seed} "
+                              f"({cell.purpose})", flush=True)  # fmt: skip
+                        running[cell] = subprocess.Popen(
+                            command, stdout=subprocess.DEVNULL, env=env
+                        )
+                    time.sleep(2.0)
+            finally:
+                for process in running.values():
+                    process.terminate()
+                for process in running.values():
+                    process.wait()
+        if stops.signal is not None:
+            name = signal.Signals(stops.signal).name
+            raise TrainingInterrupted(
+                f"{name}: stopped with {finished} run(s) finished; {len(running)} stopped "
+                "run(s) resume from their checkpoints at the next `protocol run`"
+            )
         return finished
 
     # -- reporting -------------------------------------------------------------------------
