@@ -380,7 +380,7 @@ def test_the_shipped_protocols_read_and_plan(monkeypatch, name):
     families = protocol.families
     # the same learning-rate sweep closes every tuned family
     assert all(f.tune[-1] == "lr" for f in families.values() if f.setting_from is None)
-    assert len(protocol.knobs["lr"]) == 3
+    assert len(protocol.knobs["lr"]) >= 3  # at least three rates, so a choice can be inside
     assert families["cen"].tune == ("lam", "theta", "lr") and families["cen"].seeds == 5
     assert {c.purpose for c in protocol.plan()} <= {"tuning", "seeds"}
 
