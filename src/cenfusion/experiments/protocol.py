@@ -55,7 +55,7 @@ from cenfusion.experiments.report import (
 )
 from cenfusion.experiments.runner import CellResult, input_files, machine_info, trains_on
 from cenfusion.experiments.statistics import Interval, mean_interval, paired_difference
-from cenfusion.experiments.variants import resolve_variants
+from cenfusion.experiments.variants import resolve_task_variants
 from cenfusion.tasks import get_task
 
 METHOD_ROUND = "method"
@@ -245,13 +245,7 @@ class Protocol:
         seen: dict[str, str] = {}
         for family in self.families.values():
             try:
-                resolve_variants(
-                    family.methods,
-                    self.modalities,
-                    task.backbone_ablations,
-                    task.modality_dropout,
-                    task.unet_ablations,
-                )
+                resolve_task_variants(family.methods, self.modalities, task)
             except ValueError as error:
                 raise ValueError(f"{self.path}: family {family.name!r}: {error}") from None
             for method in family.methods:
@@ -556,16 +550,7 @@ class Protocol:
             if not choice.done:
                 continue
             assert choice.setting is not None
-            variants = {
-                v.name: v
-                for v in resolve_variants(
-                    family.methods,
-                    modalities,
-                    task.backbone_ablations,
-                    task.modality_dropout,
-                    task.unet_ablations,
-                )
-            }
+            variants = {v.name: v for v in resolve_task_variants(family.methods, modalities, task)}
             for method in family.methods:
                 seeds = family.seeds if method == choice.method else family.other_seeds
                 found = []

@@ -35,7 +35,7 @@ from cenfusion.engine.convergence import has_converged, last_quarter_gain
 from cenfusion.engine.faults import NonFiniteLossError
 from cenfusion.engine.trainer import show_bars
 from cenfusion.experiments.report import format_markdown, summarise
-from cenfusion.experiments.variants import Variant, resolve_variants
+from cenfusion.experiments.variants import Variant, resolve_task_variants
 from cenfusion.models.fusion import fusion_parameter_count
 from cenfusion.tasks import get_task
 
@@ -108,13 +108,7 @@ class Comparison:
     def variants(self) -> list[Variant]:
         base = self.base_config()
         task = get_task(base.task)
-        return resolve_variants(
-            self.methods,
-            base.model.modalities,
-            task.backbone_ablations,
-            task.modality_dropout,
-            task.unet_ablations,
-        )
+        return resolve_task_variants(self.methods, base.model.modalities, task)
 
     def directory(self) -> Path:
         if self.output_dir is not None:

@@ -30,8 +30,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cenfusion.models.fusion import STAGE_NAMES
+
+if TYPE_CHECKING:
+    from cenfusion.tasks.base import Task
 
 BASELINE_FUSIONS = {
     "concat": "concat",
@@ -164,6 +168,20 @@ def _unimodal(modality: str) -> Variant:
         f"unimodal-{modality}",
         f"{modality} alone (same network, one modality)",
         (f"model.modalities=[{modality}]", *NO_EXCHANGE),
+    )
+
+
+def resolve_task_variants(
+    names: Sequence[str], modalities: Sequence[str], task: Task
+) -> list[Variant]:
+    """:func:`resolve_variants` with the switches the task declares (its backbone and U-Net
+    ablations, its modality dropout), so callers name the task, not each switch."""
+    return resolve_variants(
+        names,
+        modalities,
+        task.backbone_ablations,
+        task.modality_dropout,
+        task.unet_ablations,
     )
 
 
