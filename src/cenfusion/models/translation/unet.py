@@ -146,7 +146,6 @@ class CENUNetGenerator(StackedModel):
         self.insnorm_threshold = insnorm_threshold
         self.exchange = exchange = exchange and not baseline
         self.fusion_method = fusion
-        self.first_block_norm = first_block_norm
         first_site = 1 if first_block_norm else 2
         widths = encoder_widths(ngf, num_downs)
         self.exchange_stages = resolve_stages(exchange_stages, num_downs, "exchange_stages")
