@@ -19,7 +19,14 @@ import yaml
 
 import cenfusion
 from cenfusion.cli import main
-from cenfusion.experiments.protocol import Cell, Protocol, class_names, format_protocol
+from cenfusion.experiments.protocol import (
+    Cell,
+    Choice,
+    Protocol,
+    _time_lines,
+    class_names,
+    format_protocol,
+)
 from cenfusion.experiments.runner import CellResult, machine_info
 from cenfusion.models.backbones.pretrained import torchvision_state
 from tests.experiments.tiny import write_tiny_translation
@@ -122,6 +129,42 @@ def test_each_family_tunes_its_knobs_round_by_round_on_validation(segmentation_y
     plan = names(protocol.plan())
     assert ("cen", "lam1e-1_lra", 1) in plan and ("cen", "lam1e-1_lra", 0) not in plan  # reused
     assert ("private-bn", "lam1e-1_lra", 0) in plan
+
+
+def test_the_time_section_prices_the_headline_at_each_machines_median_epoch(
+    segmentation_yaml, tmp_path
+):
+    protocol = Protocol.load(write_protocol(tmp_path, segmentation_yaml))
+    cen_setting = (("lam", "1e-2"), ("lr", "a"))
+    choices = {
+        "unimodal-rgb": Choice("unimodal-rgb", method="unimodal-rgb", setting=(("lr", "a"),)),
+        "cen": Choice("cen", method="cen", setting=cen_setting),
+        "concat": Choice("concat"),  # still tuning: not priced
+        "ablations": Choice("ablations", method="private-bn", setting=cen_setting),
+    }
+
+    def run(family, method, setting, seed, seconds, processor):
+        machine = {"processor": processor, "cpu_capability": "AVX2", "threads": 1}
+        epochs = [{"epoch": i + 1, "seconds": s} for i, s in enumerate(seconds)]
+        result = CellResult(method, seed, "ok", train_seconds=sum(seconds), machine=machine,
+                            epochs=epochs)  # fmt: skip
+        path = protocol.result_path(Cell(family, method, setting, seed, "seeds"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(result)))
+
+    # machine A: one input's epochs 3600, 3600, a paused one, 4320, 4320 (median 4320); fused 7200
+    run("unimodal-rgb", "unimodal-rgb", (("lr", "a"),), 0, [3600, 3600, 99999], "A")
+    run("unimodal-rgb", "unimodal-rgb", (("lr", "a"),), 1, [4320, 4320], "A")
+    run("cen", "cen", cen_setting, 0, [7200] * 4, "A")
+    run("cen", "cen", cen_setting, 1, [40, 40], "B")  # machine B: fused runs only
+    lines = _time_lines(protocol, {"choices": choices})
+    text = "\n".join(lines)
+    # 2 one-input runs (unimodal-rgb's seeds), 3 + 3 x 2 fused (CEN, the ablations' methods)
+    assert "asks for 11 runs (2 with one input, 9 fused); 4 have finished" in text
+    assert "(one input 2.5, fused 3.0)" in text  # mean epochs: (3 + 2) / 2, (4 + 2) / 2
+    # A: (2 x 2.5 x 4320 + 9 x 3 x 7200) s over 2 runs at once = 30 h; B lacks one-input runs
+    assert "| A (AVX2), 1 thr. | 3 | 4320.0 | 7200.0 | 30.0 h |" in lines
+    assert "| B (AVX2), 1 thr. | 1 | — | 40.0 | — |" in lines
 
 
 def test_only_keeps_the_runs_of_the_named_families_or_methods(segmentation_yaml, tmp_path, capsys):

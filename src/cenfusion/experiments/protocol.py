@@ -37,6 +37,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import yaml
@@ -498,29 +499,15 @@ class Protocol:
         with StopRequests(stop_message) as stops:
             try:
                 while not stops.requested:
-                    for cell, process in list(running.items()):
-                        code = process.poll()
-                        if code is not None:
-                            del running[cell]
-                            finished += 1
-                            status = (self.result(cell) or {}).get("status", f"exit code {code}")
-                            print(f"done: {cell.method} {cell.setting_name} seed {cell.seed}: "
-                                  f"{status}", flush=True)  # fmt: skip
+                    finished += self._collect_finished(running)
                     if limit_s is not None and time.monotonic() - start > limit_s:
                         print("time limit reached", flush=True)
                         break
                     pending = [c for c in self.plan(only) if c not in running]
                     if not pending and not running:
                         break
-                    while pending and len(running) < jobs:
-                        cell = pending.pop(0)
-                        command = self.cell_command(cell)
-                        command[0:1] = [sys.executable, "-m", "cenfusion"]
-                        print(f"start: {cell.method} {cell.setting_name} seed {cell.seed} "
-                              f"({cell.purpose})", flush=True)  # fmt: skip
-                        running[cell] = subprocess.Popen(
-                            command, stdout=subprocess.DEVNULL, env=env
-                        )
+                    for cell in pending[: jobs - len(running)]:
+                        running[cell] = self._start(cell, env)
                     time.sleep(2.0)
             finally:
                 for process in running.values():
@@ -534,6 +521,24 @@ class Protocol:
                 "run(s) resume from their checkpoints at the next `protocol run`"
             )
         return finished
+
+    def _start(self, cell: Cell, env: dict[str, str]) -> subprocess.Popen:
+        """Start a cell's ``cenfusion compare`` with this interpreter."""
+        command = self.cell_command(cell)
+        command[0:1] = [sys.executable, "-m", "cenfusion"]
+        print(f"start: {cell.method} {cell.setting_name} seed {cell.seed} ({cell.purpose})",
+              flush=True)  # fmt: skip
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env)
+
+    def _collect_finished(self, running: dict[Cell, subprocess.Popen]) -> int:
+        """Drop the runs that have ended from ``running``, say how each ended; their count."""
+        codes = {cell: process.poll() for cell, process in running.items()}
+        ended = [(cell, code) for cell, code in codes.items() if code is not None]
+        for cell, code in ended:
+            del running[cell]
+            status = (self.result(cell) or {}).get("status", f"exit code {code}")
+            print(f"done: {cell.method} {cell.setting_name} seed {cell.seed}: {status}", flush=True)
+        return len(ended)
 
     # -- reporting -------------------------------------------------------------------------
     def report(self) -> dict[str, Any]:
@@ -605,6 +610,7 @@ def format_protocol(protocol: Protocol, report: dict[str, Any]) -> str:
         "now.",
         "",
         *_headline_lines(protocol, report),
+        *_time_lines(protocol, report),
         "## Tuning (seed 0, validation)",
         "",
         "`machine`: where each run trained. The same run on another kind of CPU lands about a "
@@ -716,6 +722,70 @@ def _headline_lines(protocol: Protocol, report: dict[str, Any]) -> list[str]:
         rise = stats_text(row.get("rise_at_full_rate"), headline.scale, headline.digits)
         values += [versus, gain, rise, runs_text(row)]
         lines.append(f"| `{method}` | " + " | ".join(values) + " |")
+    return [*lines, ""]
+
+
+ONE_INPUT, FUSED = "one input", "fused"
+
+
+def _time_lines(protocol: Protocol, report: dict[str, Any], cores: int = 2) -> list[str]:
+    """What the headline costs to train on each machine its runs trained on: the seconds per
+    epoch of its finished runs (one input and fused apart), times the runs it asks for and
+    their mean epochs so far, over ``cores`` runs at once (one thread each)."""
+    planned = {ONE_INPUT: 0, FUSED: 0}
+    finished: list[tuple[str, dict[str, Any]]] = []
+    for name, choice in report["choices"].items():
+        if not choice.done:
+            continue
+        family = protocol.families[name]
+        methods = family.methods if family.setting_from is not None else (choice.method,)
+        for method in methods:
+            kind = ONE_INPUT if method.startswith("unimodal-") else FUSED
+            planned[kind] += family.seeds
+            for seed in range(family.seeds):
+                result = protocol.result(Cell(name, method, choice.setting, seed, "seeds"))
+                if result and result.get("status") == "ok" and result.get("epochs"):
+                    finished.append((kind, result))
+    if not finished:
+        return []
+    epochs = {k: [len(r["epochs"]) for kind, r in finished if kind == k] for k in planned}
+    mean_epochs = {k: sum(v) / len(v) for k, v in epochs.items() if v}
+    runs: dict[str, int] = {}  # machine: finished runs
+    seconds: dict[tuple[str, str], list[float]] = {}  # (machine, kind): each epoch's
+    for kind, result in finished:
+        machine = result.get("machine") or {}
+        label = f"{machine_label(machine) or 'not recorded'}, {machine.get('threads', '?')} thr."
+        runs[label] = runs.get(label, 0) + 1
+        seconds.setdefault((label, kind), []).extend(
+            float(e["seconds"]) for e in result["epochs"] if "seconds" in e
+        )
+    header = " | ".join(f"s/epoch, {kind}" for kind in planned)
+    lines = [
+        "## Time",
+        "",
+        f"The headline asks for {sum(planned.values())} runs ({planned[ONE_INPUT]} with one "
+        f"input, {planned[FUSED]} fused); {len(finished)} have finished. Their training time "
+        "per epoch on each machine they ran on (the median epoch: a run paused with its machine "
+        "counts the pause in that epoch; the training steps alone: the validation after each "
+        "epoch and the test scoring after training are not counted), and the headline's "
+        f"training at that speed with {cores} runs at once: its runs times their mean epochs so "
+        "far (one input "
+        + ", fused ".join(f"{mean_epochs[k]:.1f}" if k in mean_epochs else "—" for k in planned)
+        + f") times the seconds per epoch, over {cores}.",
+        "",
+        f"| machine | runs | {header} | headline, {cores} runs at once |",
+        "|---|---|" + "---|" * len(planned) + "---|",
+    ]
+    for label in sorted(runs):
+        per_epoch = {k: median(t) for (m, k), t in seconds.items() if m == label and t}
+        needed = [k for k in planned if planned[k]]
+        if all(k in per_epoch for k in needed):
+            total = sum(planned[k] * mean_epochs[k] * per_epoch[k] for k in needed)
+            shown = f"{total / cores / 3600:.1f} h"
+        else:
+            shown = "—"  # a kind of run this machine has not trained
+        speeds = " | ".join(f"{per_epoch[k]:.1f}" if k in per_epoch else "—" for k in planned)
+        lines.append(f"| {label} | {runs[label]} | {speeds} | {shown} |")
     return [*lines, ""]
 
 
