@@ -52,6 +52,26 @@ def test_the_first_block_norm_row_is_cen_with_that_switch_and_for_the_u_net_only
         resolve_variants(["cen-first-block-norm"], ["rgb", "depth"])
 
 
+def test_the_plain_first_block_norm_row_differs_from_it_by_block_1_being_no_site():
+    from cenfusion.tasks.translation.training import build_model
+
+    rows = resolve_variants(
+        ["cen-first-block-norm", "cen-first-block-plain-norm"], ["a", "b"], unet_ablations=True
+    )
+    site, plain = (
+        build_model(
+            load_config("synthetic_shade_texture_to_rgb", ["model.num_downs=5", *v.overrides])
+        )
+        for v in rows
+    )
+    assert set(rows[1].overrides) - set(rows[0].overrides) == {"model.first_block_site=false"}
+    assert plain.generator.down[0].norm.exchange_threshold is None
+    assert (
+        not plain.generator.down[0].norm.exchange_site and site.generator.down[0].norm.exchange_site
+    )
+    assert all(d.norm.exchange_threshold is not None for d in plain.generator.down[1:-1])
+
+
 def test_a_numbered_stage_fuses_there_alone_and_a_stage_past_the_network_is_refused():
     from cenfusion.tasks.translation.training import build_model
 

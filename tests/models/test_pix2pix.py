@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import cenfusion
 from cenfusion.models.translation import CENUNetGenerator, PatchDiscriminator, encoder_widths
-from cenfusion.nn import exchange_sites, sparsity_penalty
+from cenfusion.nn import exchange_sites, penalised_scaling_factors, sparsity_penalty
 
 
 def reference_forward(gen, inputs, training):
@@ -139,6 +139,29 @@ def test_a_norm_in_the_first_block_exchanges_there_and_matches_the_reference(sta
     if plain is not None:  # the paper's generator: no norm, no site in block 1
         assert plain.down[0].norm is None
         assert [n for n, _ in exchange_sites(plain)] == names[1:]
+
+
+def test_a_plain_first_block_norm_is_no_site_and_matches_the_reference():
+    """first_block_site=False: block 1 keeps its private norm, but it never exchanges and the
+    L1 term leaves it alone; the other sites are CEN's."""
+    torch.manual_seed(0)
+    gen = CENUNetGenerator(["a", "b"], ngf=4, num_downs=5, first_block_norm=True,
+                           first_block_site=False)  # fmt: skip
+    gen.init_weights(std=0.3)
+    gen = randomised(gen).eval()
+    paper = CENUNetGenerator(["a", "b"], ngf=4, num_downs=5)
+    assert gen.down[0].norm is not None and gen.down[0].norm.exchange_threshold is None
+    assert [n for n, _ in exchange_sites(gen)] == [n for n, _ in exchange_sites(paper)]
+    penalised = {t.data_ptr() for t in penalised_scaling_factors(gen)}
+    assert gen.down[0].norm.weight.data_ptr() not in penalised
+    inputs = [torch.randn(1, 3, 32, 32) for _ in range(2)]
+    with torch.no_grad():
+        got = gen(inputs)
+        ref = reference_forward(gen, inputs, training=False)
+    torch.testing.assert_close(got["a"], ref[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got["ensemble"], ref[-1], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="first_block_site=False: expected first_block_norm"):
+        CENUNetGenerator(["a", "b"], ngf=4, num_downs=5, first_block_site=False)
 
 
 def test_exchange_stages_without_a_site_are_refused():

@@ -21,6 +21,9 @@ method trains with the same data, schedule, budget and seed. Names:
 - ``cen-first-block-norm`` (translation): CEN with a norm, and so an exchange site, in the
   U-Net's first encoder block (``model.first_block_norm``; pix2pix has none there): whether
   exchanging where the full-resolution skip starts closes the gap to early fusion.
+- ``cen-first-block-plain-norm`` (translation): the same norm in block 1, but no site there
+  (``model.first_block_site=false``: no exchange, no L1 term), the other sites CEN's: what
+  the norm does without its exchange.
 
 Groups: ``baselines`` (unimodal and every baseline at every stage), ``ablations`` (the six
 rows), ``all`` (both).
@@ -128,6 +131,19 @@ FIXED_VARIANTS: dict[str, Variant] = {
             EVERY_STAGE,
             "train.sparsity=disjoint",
             "model.first_block_norm=true",
+        ),  # fmt: skip
+        unet_ablation=True,
+    ),
+    "cen-first-block-plain-norm": Variant(
+        "cen-first-block-plain-norm",
+        "CEN with a norm in the U-Net's first block that neither exchanges nor is penalised",
+        (
+            "model.fusion=cen",
+            "model.exchange=true",
+            EVERY_STAGE,
+            "train.sparsity=disjoint",
+            "model.first_block_norm=true",
+            "model.first_block_site=false",
         ),  # fmt: skip
         unet_ablation=True,
     ),

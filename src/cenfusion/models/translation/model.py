@@ -83,6 +83,7 @@ def create_pix2pix(
     fusion_stages: str | Sequence[int] = "all",
     exchange_stages: str | Sequence[int] = "all",
     first_block_norm: bool = False,
+    first_block_site: bool = True,
 ) -> CENPix2Pix:
     """The paper's translation model: the CEN U-Net generator and the shared PatchGAN.
 
@@ -92,7 +93,8 @@ def create_pix2pix(
     multiples of ``2**num_downs``); exchange after the norms of blocks 2..num_downs-1 at
     ``insnorm_threshold``; ``exchange=False`` keeps those norms as L1 sites (ablation),
     ``exchange_stages`` exchanges at some blocks only and ``first_block_norm`` adds a norm,
-    and so a site, to block 1 (see :class:`~cenfusion.models.translation.unet.CENUNetGenerator`);
+    and so a site (unless ``first_block_site=False``), to block 1 (see
+    :class:`~cenfusion.models.translation.unet.CENUNetGenerator`);
     ``dropout`` on the first three up blocks; ``fusion``/``fusion_stages``: a baseline of
     :mod:`cenfusion.models.fusion` after those encoder blocks instead of exchange.
     """
@@ -117,5 +119,6 @@ def create_pix2pix(
         fusion_stages=fusion_stages,
         exchange_stages=exchange_stages,
         first_block_norm=first_block_norm,
+        first_block_site=first_block_site,
     )
     return CENPix2Pix(generator, PatchDiscriminator(in_channels, out_channels, ndf), target)

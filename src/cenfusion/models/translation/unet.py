@@ -108,7 +108,8 @@ class CENUNetGenerator(StackedModel):
     ``2..num_downs-1``); the other sites keep the L1 term but never exchange.
     ``first_block_norm``: block 1 gets a norm as well (pix2pix has none there), so the sites
     are blocks ``1..num_downs-1`` and the skip to the last decoder block can carry exchanged
-    channels.
+    channels; with ``first_block_site=False`` that norm is no site (it never exchanges and the
+    L1 term leaves it alone), which measures what the norm does without its exchange.
     """
 
     def __init__(
@@ -126,6 +127,7 @@ class CENUNetGenerator(StackedModel):
         fusion_stages: str | Sequence[int] = "all",
         exchange_stages: str | Sequence[int] = "all",
         first_block_norm: bool = False,
+        first_block_site: bool = True,
     ) -> None:
         super().__init__()
         check_fusion(fusion)
@@ -146,7 +148,12 @@ class CENUNetGenerator(StackedModel):
         self.insnorm_threshold = insnorm_threshold
         self.exchange = exchange = exchange and not baseline
         self.fusion_method = fusion
-        first_site = 1 if first_block_norm else 2
+        if not first_block_site and not first_block_norm:
+            raise ValueError(
+                "first_block_site=False: expected first_block_norm=True (without a norm in "
+                "block 1 there is no site to leave out)"
+            )
+        first_site = 1 if first_block_norm and first_block_site else 2
         widths = encoder_widths(ngf, num_downs)
         self.exchange_stages = resolve_stages(exchange_stages, num_downs, "exchange_stages")
         if exchange and not any(first_site <= s < num_downs for s in self.exchange_stages):
@@ -171,8 +178,10 @@ class CENUNetGenerator(StackedModel):
                 widths[i],
                 num_modalities,
                 norm=(i > 0 or first_block_norm) and i < num_downs - 1,
-                exchange_threshold=threshold if i + 1 in self.exchange_stages else None,
-                exchange_site=not baseline,
+                exchange_threshold=(
+                    threshold if i + 1 in self.exchange_stages and i + 1 >= first_site else None
+                ),
+                exchange_site=not baseline and i + 1 >= first_site,
             )
             for i in range(num_downs)
         )

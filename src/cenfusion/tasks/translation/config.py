@@ -32,6 +32,9 @@ class TranslationModelConfig(ModelConfig):
     # a norm in the U-Net's first encoder block too (pix2pix and the paper have none there), so
     # that CEN exchanges where the full-resolution skip starts: sites are blocks 1..num_downs-1
     first_block_norm: bool = False
+    # with first_block_norm: whether block 1's norm is a site (it exchanges and the L1 term covers
+    # it); false keeps it a plain private norm, to measure what the norm alone does
+    first_block_site: bool = True
 
 
 @dataclass

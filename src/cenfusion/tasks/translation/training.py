@@ -60,6 +60,7 @@ def build_model(config: Config) -> CENPix2Pix:
         "exchange": m.exchange,
         "exchange_stages": m.exchange_stages,
         "first_block_norm": m.first_block_norm,
+        "first_block_site": m.first_block_site,
         "fusion": m.fusion,
         "fusion_stages": m.fusion_stages,
     }
