@@ -167,6 +167,47 @@ def test_the_time_section_prices_the_headline_at_each_machines_median_epoch(
     assert "| B (AVX2), 1 thr. | 1 | — | 40.0 | — |" in lines
 
 
+def test_an_option_past_the_edge_is_tried_only_where_the_edge_wins(segmentation_yaml, tmp_path):
+    lr = {
+        "a": [],
+        "b": [LR_B],
+        "c": {"beyond": "b", "overrides": [LR_B.replace("0.02", "0.04")]},
+        "d": {"beyond": "c", "overrides": [LR_B.replace("0.02", "0.08")]},
+    }
+    lam = {"1e-2": [], "1e-1": ["train.lam=0.1"]}
+    protocol = Protocol.load(
+        write_protocol(tmp_path, segmentation_yaml, knobs={"lr": lr, "lam": lam})
+    )
+    assert protocol.setting_overrides((("lr", "c"),)) == [LR_B.replace("0.02", "0.04")]
+    assert {s for _, s, _ in names(protocol.plan())} == {"lra", "lrb", "lam1e-2_lra", "lam1e-1_lra"}
+
+    def unimodal(option):
+        return Cell("unimodal-rgb", "unimodal-rgb", (("lr", option),), 0, "tuning")
+
+    finish(protocol, unimodal("a"), 0.6)
+    finish(protocol, unimodal("b"), 0.5)  # the default wins inside the sweep: done
+    assert protocol.choose(protocol.families["unimodal-rgb"]).setting == (("lr", "a"),)
+    finish(protocol, unimodal("b"), 0.7)  # b, the top of the sweep, wins: c is tried next
+    choice = protocol.choose(protocol.families["unimodal-rgb"])
+    assert names(choice.missing) == [("unimodal-rgb", "lrc", 0)]
+    assert choice.missing[0] in protocol.plan()
+    finish(protocol, unimodal("c"), 0.8)  # c wins too: d is next
+    assert names(protocol.choose(protocol.families["unimodal-rgb"]).missing) == [
+        ("unimodal-rgb", "lrd", 0)
+    ]
+    finish(protocol, unimodal("d"), 0.75)  # d loses: c stays
+    choice = protocol.choose(protocol.families["unimodal-rgb"])
+    assert choice.done and choice.setting == (("lr", "c"),)
+    assert [c.setting_name for c, _ in choice.rounds[0][1]] == ["lra", "lrb", "lrc", "lrd"]
+    # another family whose sweep ends inside never runs c
+    for option, value in (("a", 0.5), ("b", 0.4)):
+        finish(protocol, Cell("cen", "cen", (("lam", "1e-2"), ("lr", option)), 0, "tuning"), value)
+    finish(protocol, Cell("cen", "cen", (("lam", "1e-1"), ("lr", "a")), 0, "tuning"), 0.1)
+    choice = protocol.choose(protocol.families["cen"])
+    assert choice.done and choice.setting == (("lam", "1e-2"), ("lr", "a"))
+    assert len(choice.rounds[-1][1]) == 2
+
+
 def test_only_keeps_the_runs_of_the_named_families_or_methods(segmentation_yaml, tmp_path, capsys):
     path = write_protocol(tmp_path, segmentation_yaml)
     protocol = Protocol.load(path)
@@ -401,6 +442,10 @@ def test_runs_record_their_trunk_and_another_trunk_is_refused(segmentation_yaml,
         ({"families": {"x": {"methods": ["concat-first"]}}}, "family 'x': method 'concat-first'"),
         ({"families": {"x": {"methods": ["cen"], "setting_from": "z"}}}, "unknown family 'z'"),
         ({"knobs": {"method": {"a": []}}}, "reserved name 'method'"),
+        ({"knobs": {"lr": {"a": [], "b": {"beyond": "z"}}}}, "'beyond' must lead to one of"),
+        ({"knobs": {"lr": {"a": {"beyond": "b"}, "b": []}}}, "the first option (the default)"),
+        ({"knobs": {"lr": {"a": [], "b": {"beyond": "c"}, "c": {"beyond": "b"}}}}, "must lead"),
+        ({"knobs": {"lr": {"a": [], "b": {"past": "a"}}}}, "expected a list of overrides or"),
     ],
 )
 def test_a_malformed_protocol_is_refused_with_the_reason(

@@ -8,7 +8,12 @@ order of its ``tune`` list, each round with seed 0 on the validation split:
 
 - the round ``method`` tries each of the family's methods (a fusion family's stages) with the
   settings chosen so far;
-- a knob's round tries each option of that knob for the method chosen so far.
+- a knob's round tries each option of that knob for the method chosen so far. An option
+  written ``{beyond: OTHER, overrides: [...]}`` lies past the sweep's edge at OTHER: it is
+  tried only where OTHER wins the other options (a learning rate chosen at the top of its
+  sweep gets the next rate up), and where it wins in turn, an option beyond it is tried, so no
+  family ends its sweep on an edge the protocol could have crossed. The rule is the same for
+  every family; it costs runs only where a choice lands on an edge.
 
 The best validation score (the task's headline metric of the ensemble) wins a round, the
 default on ties; the next round starts from it, so a family's sweep costs the sum of its
@@ -147,6 +152,7 @@ class Protocol:
     output: Path
     knobs: dict[str, dict[str, tuple[str, ...]]]
     families: dict[str, Family]
+    beyond: dict[str, dict[str, str]] = field(default_factory=dict)  # knob: {option: edge}
     prepare: tuple[PrepareStep, ...] = ()
     title: str = ""
     report_copies: tuple[Path, ...] = ()  # the report is also written here
@@ -171,16 +177,14 @@ class Protocol:
         for key in ("config", "results", "output", "families"):
             if key not in raw:
                 raise ValueError(f"{path}: missing {key!r}")
-        knobs = {}
+        knobs, beyond = {}, {}
         for knob, options in (raw.get("knobs") or {}).items():
             if knob == METHOD_ROUND or not isinstance(options, dict) or not options:
                 raise ValueError(
                     f"{path}: knob {knob!r}: expected a non-empty mapping option -> overrides "
                     f"(and not the reserved name {METHOD_ROUND!r})"
                 )
-            knobs[str(knob)] = {
-                str(o): tuple(str(v) for v in (ov or ())) for o, ov in options.items()
-            }
+            knobs[str(knob)], beyond[str(knob)] = _knob_options(path, str(knob), options)
         families = {}
         for name, spec in raw["families"].items():
             spec = dict(spec or {})
@@ -221,6 +225,7 @@ class Protocol:
             output=Path(raw["output"]),
             knobs=knobs,
             families=families,
+            beyond={knob: edges for knob, edges in beyond.items() if edges},
             prepare=tuple(_prepare_step(path, p) for p in raw.get("prepare") or ()),
             title=str(raw.get("title", "")),
             report_copies=tuple(Path(c) for c in raw.get("report_copies") or ()),
@@ -327,24 +332,31 @@ class Protocol:
             return Cell(family.name, m, tuple((k, s[k]) for k in knobs), 0, "tuning")
 
         for round_name in family.tune:
-            if round_name == METHOD_ROUND:
-                candidates = [cell(m, setting) for m in family.methods]
-            else:
-                candidates = [
-                    cell(method, {**setting, round_name: option})
-                    for option in self.knobs[round_name]
-                ]
-            scored = [(c, self.validation_score(c)) for c in candidates]
+            edges = self.beyond.get(round_name, {})
+            options = [o for o in self.knobs.get(round_name, ()) if o not in edges]
+            while True:  # once more for each option past an edge that won
+                if round_name == METHOD_ROUND:
+                    candidates = [cell(m, setting) for m in family.methods]
+                else:
+                    candidates = [cell(method, {**setting, round_name: o}) for o in options]
+                scored = [(c, self.validation_score(c)) for c in candidates]
+                finite = [(c, s) for c, s in scored if s == s]  # drop nan (and keep None)
+                if any(s is None for _, s in scored) or not finite:
+                    break
+                best = max(finite, key=lambda cs: cs[1])[0]  # first on ties: the default
+                won = dict(best.setting).get(round_name)
+                past = [o for o, edge in edges.items() if edge == won and o not in options]
+                if not past:
+                    break
+                options += past
             choice.rounds.append((round_name, scored))
             missing = [c for c, score in scored if score is None]
             if missing:
                 choice.missing = missing
                 return choice
-            finite = [(c, s) for c, s in scored if s == s]  # drop nan
             if not finite:
                 choice.error = f"every candidate of round {round_name!r} diverged or failed"
                 return choice
-            best = max(finite, key=lambda cs: cs[1])[0]  # first on ties: the default
             method, setting = best.method, dict(best.setting)
         choice.method = method
         choice.setting = tuple((k, setting[k]) for k in knobs)
@@ -1167,6 +1179,39 @@ def _share(interval: Interval) -> str:
     if interval.half_width is not None:
         text += f" ± {100 * interval.half_width:.1f}"
     return text
+
+
+def _knob_options(
+    path: Path, knob: str, options: dict
+) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """A knob's options (name: overrides) and, for those past an edge, the option each lies
+    beyond: ``name: [overrides]`` or ``name: {beyond: other, overrides: [...]}``."""
+    overrides: dict[str, tuple[str, ...]] = {}
+    edges: dict[str, str] = {}
+    for name, spec in options.items():
+        name = str(name)
+        if isinstance(spec, dict):
+            if set(spec) - {"beyond", "overrides"} or "beyond" not in spec:
+                raise ValueError(
+                    f"{path}: knob {knob!r}, option {name!r}: expected a list of overrides or "
+                    f"{{beyond: OPTION, overrides: [...]}}, got keys {sorted(spec)}"
+                )
+            edges[name] = str(spec["beyond"])
+            spec = spec.get("overrides")
+        overrides[name] = tuple(str(v) for v in (spec or ()))
+    if next(iter(overrides)) in edges:
+        raise ValueError(f"{path}: knob {knob!r}: the first option (the default) lies beyond none")
+    for name, edge in edges.items():
+        seen = {name}
+        while edge in edges and edge not in seen:  # follow the chain down to a plain option
+            seen.add(edge)
+            edge = edges[edge]
+        if edge not in overrides or edge in seen:
+            raise ValueError(
+                f"{path}: knob {knob!r}, option {name!r}: 'beyond' must lead to one of the "
+                f"knob's plain options {sorted(set(overrides) - set(edges))}"
+            )
+    return overrides, edges
 
 
 def _thread_env(threads: int | None) -> dict[str, str]:
