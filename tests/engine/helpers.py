@@ -70,4 +70,5 @@ def metrics(output_dir: Path) -> list[dict]:
                if line]  # fmt: skip
     for record in records:
         record.pop("seconds", None)
+        record.pop("after_epoch_seconds", None)
     return records

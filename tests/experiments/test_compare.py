@@ -254,6 +254,9 @@ def test_cells_report_the_held_out_test_split_and_their_convergence(segmentation
     curve = dict(cell["val_curve"])
     assert cell["last_quarter_gain"] == pytest.approx(curve[2] - curve[1])
     assert "on the held-out test split" in (tmp_path / "results.md").read_text()
+    # timed for the report's budget: each epoch's validation, the test scoring
+    assert all(epoch["after_epoch_seconds"] > 0 for epoch in cell["epochs"])
+    assert cell["test_seconds"] > 0
     # CEN also runs with one modality alone: scored on the test split as that model
     alone = cell["test_single_modality"]
     assert set(alone) == {"rgb", "depth"} and set(alone["rgb"]) == {"rgb", "ensemble"}

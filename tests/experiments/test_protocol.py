@@ -143,28 +143,36 @@ def test_the_time_section_prices_the_headline_at_each_machines_median_epoch(
         "ablations": Choice("ablations", method="private-bn", setting=cen_setting),
     }
 
-    def run(family, method, setting, seed, seconds, processor):
+    def run(family, method, setting, seed, seconds, processor, after=None, test=None):
         machine = {"processor": processor, "cpu_capability": "AVX2", "threads": 1}
         epochs = [{"epoch": i + 1, "seconds": s} for i, s in enumerate(seconds)]
+        for epoch in epochs if after is not None else ():
+            epoch["after_epoch_seconds"] = after
         result = CellResult(method, seed, "ok", train_seconds=sum(seconds), machine=machine,
-                            epochs=epochs)  # fmt: skip
+                            epochs=epochs, test_seconds=test)  # fmt: skip
         path = protocol.result_path(Cell(family, method, setting, seed, "seeds"))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(asdict(result)))
 
-    # machine A: one input's epochs 3600, 3600, a paused one, 4320, 4320 (median 4320); fused 7200
+    # machine A: one input's epochs 3600, 3600 and a paused one (median 3600), fused 7200
     run("unimodal-rgb", "unimodal-rgb", (("lr", "a"),), 0, [3600, 3600, 99999], "A")
-    run("unimodal-rgb", "unimodal-rgb", (("lr", "a"),), 1, [4320, 4320], "A")
     run("cen", "cen", cen_setting, 0, [7200] * 4, "A")
     run("cen", "cen", cen_setting, 1, [40, 40], "B")  # machine B: fused runs only
+    # machine C timed validation and scoring: one input 1800 + 720 per epoch, 3600 to score;
+    # fused 3600 + 720 per epoch, 7200 to score
+    run("unimodal-rgb", "unimodal-rgb", (("lr", "a"),), 1, [1800] * 3, "C", 720, 3600)
+    run("ablations", "private-bn", cen_setting, 0, [3600] * 3, "C", 720, 7200)
     lines = _time_lines(protocol, {"choices": choices})
     text = "\n".join(lines)
     # 2 one-input runs (unimodal-rgb's seeds), 3 + 3 x 2 fused (CEN, the ablations' methods)
-    assert "asks for 11 runs (2 with one input, 9 fused); 4 have finished" in text
-    assert "(one input 2.5, fused 3.0)" in text  # mean epochs: (3 + 2) / 2, (4 + 2) / 2
-    # A: (2 x 2.5 x 4320 + 9 x 3 x 7200) s over 2 runs at once = 30 h; B lacks one-input runs
-    assert "| A (AVX2), 1 thr. | 3 | 4320.0 | 7200.0 | 30.0 h |" in lines
-    assert "| B (AVX2), 1 thr. | 1 | — | 40.0 | — |" in lines
+    assert "asks for 11 runs (2 with one input, 9 fused); 5 have finished" in text
+    assert "(one input 3.0, fused 3.0)" in text  # mean epochs: (3 + 3) / 2, (4 + 2 + 3) / 3
+    # A: (2 x 3 x 3600 + 9 x 3 x 7200) s over 2 runs at once = 30 h; no validation timings
+    assert "| A (AVX2), 1 thr. | 2 | 3600.0 | 7200.0 | 30.0 h | — |" in lines
+    assert "| B (AVX2), 1 thr. | 1 | — | 40.0 | — | — |" in lines  # B lacks one-input runs
+    # C: training (2 x 3 x 1800 + 9 x 3 x 3600) / 2 = 15 h; with validation and scoring
+    # (2 x (3 x 2520 + 3600) + 9 x (3 x 4320 + 7200)) / 2 = 101880 s = 28.3 h
+    assert "| C (AVX2), 1 thr. | 2 | 1800.0 | 3600.0 | 15.0 h | 28.3 h |" in lines
 
 
 def test_an_option_past_the_edge_is_tried_only_where_the_edge_wins(segmentation_yaml, tmp_path):

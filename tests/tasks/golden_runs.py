@@ -109,6 +109,7 @@ def train(name: str, work: Path) -> list[dict]:
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     for record in records:
         record.pop("seconds", None)
+        record.pop("after_epoch_seconds", None)
     return records
 
 

@@ -260,8 +260,10 @@ class Trainer:
                 # past the schedule every epoch is, for now, the last (validated, counted)
                 shown = max(epochs, epoch + 1)
                 record = self.train_epoch(epoch, shown, stop)
+                start = time.perf_counter()
                 for hook in self.parts.after_epoch:
                     hook(epoch, shown, record)
+                record["after_epoch_seconds"] = time.perf_counter() - start  # validation, samples
                 self.history.append(record)
                 self.log.write(record, self.history)
                 self.save(epoch)

@@ -741,9 +741,10 @@ ONE_INPUT, FUSED = "one input", "fused"
 
 
 def _time_lines(protocol: Protocol, report: dict[str, Any], cores: int = 2) -> list[str]:
-    """What the headline costs to train on each machine its runs trained on: the seconds per
-    epoch of its finished runs (one input and fused apart), times the runs it asks for and
-    their mean epochs so far, over ``cores`` runs at once (one thread each)."""
+    """What the headline costs on each machine its runs trained on: its runs (one input and
+    fused apart) times their mean epochs so far times that machine's median epoch, plus the
+    validation after each epoch and the test scoring after training where the runs timed
+    them, over ``cores`` runs at once (one thread each)."""
     planned = {ONE_INPUT: 0, FUSED: 0}
     finished: list[tuple[str, dict[str, Any]]] = []
     for name, choice in report["choices"].items():
@@ -763,41 +764,58 @@ def _time_lines(protocol: Protocol, report: dict[str, Any], cores: int = 2) -> l
     epochs = {k: [len(r["epochs"]) for kind, r in finished if kind == k] for k in planned}
     mean_epochs = {k: sum(v) / len(v) for k, v in epochs.items() if v}
     runs: dict[str, int] = {}  # machine: finished runs
-    seconds: dict[tuple[str, str], list[float]] = {}  # (machine, kind): each epoch's
+    # (machine, kind, what): each epoch's training, each epoch's validation, each run's scoring
+    timed: dict[tuple[str, str, str], list[float]] = {}
     for kind, result in finished:
         machine = result.get("machine") or {}
         label = f"{machine_label(machine) or 'not recorded'}, {machine.get('threads', '?')} thr."
         runs[label] = runs.get(label, 0) + 1
-        seconds.setdefault((label, kind), []).extend(
-            float(e["seconds"]) for e in result["epochs"] if "seconds" in e
-        )
+        for what, key in (("train", "seconds"), ("after", "after_epoch_seconds")):
+            values = [float(e[key]) for e in result["epochs"] if key in e]
+            timed.setdefault((label, kind, what), []).extend(values)
+        if result.get("test_seconds") is not None:
+            timed.setdefault((label, kind, "test"), []).append(float(result["test_seconds"]))
+    needed = [k for k in planned if planned[k]]
+
+    def hours(label: str, parts: tuple[str, ...]) -> str:
+        """The headline's cost on ``label``: per epoch ``train`` (and ``after``), per run
+        ``test``, as ``parts`` asks."""
+        found = {(k, w): median(v) for (m, k, w), v in timed.items() if m == label and v}
+        if any((k, w) not in found for k in needed for w in parts):
+            return "—"  # a kind of run, or a timing, this machine has not recorded
+        total = 0.0
+        for k in needed:
+            per_epoch = sum(found[k, w] for w in parts if w != "test")
+            per_run = found[k, "test"] if "test" in parts else 0.0
+            total += planned[k] * (mean_epochs[k] * per_epoch + per_run)
+        return f"{total / cores / 3600:.1f} h"
+
     header = " | ".join(f"s/epoch, {kind}" for kind in planned)
     lines = [
         "## Time",
         "",
         f"The headline asks for {sum(planned.values())} runs ({planned[ONE_INPUT]} with one "
-        f"input, {planned[FUSED]} fused); {len(finished)} have finished. Their training time "
-        "per epoch on each machine they ran on (the median epoch: a run paused with its machine "
-        "counts the pause in that epoch; the training steps alone: the validation after each "
-        "epoch and the test scoring after training are not counted), and the headline's "
-        f"training at that speed with {cores} runs at once: its runs times their mean epochs so "
-        "far (one input "
+        f"input, {planned[FUSED]} fused); {len(finished)} have finished. Per machine they ran "
+        "on: the median epoch's training steps (a run paused with its machine counts the "
+        "pause in that epoch, hence the median), and the headline's cost at that speed with "
+        f"{cores} runs at once: its runs times their mean epochs so far (one input "
         + ", fused ".join(f"{mean_epochs[k]:.1f}" if k in mean_epochs else "—" for k in planned)
-        + f") times the seconds per epoch, over {cores}.",
+        + f") times the median epoch, over {cores}; then the same with the validation after "
+        "each epoch and the test scoring after training added, where the runs timed them "
+        "(runs from before that lack the timings).",
         "",
-        f"| machine | runs | {header} | headline, {cores} runs at once |",
-        "|---|---|" + "---|" * len(planned) + "---|",
+        f"| machine | runs | {header} | headline's training | with validation and scoring |",
+        "|---|---|" + "---|" * len(planned) + "---|---|",
     ]
     for label in sorted(runs):
-        per_epoch = {k: median(t) for (m, k), t in seconds.items() if m == label and t}
-        needed = [k for k in planned if planned[k]]
-        if all(k in per_epoch for k in needed):
-            total = sum(planned[k] * mean_epochs[k] * per_epoch[k] for k in needed)
-            shown = f"{total / cores / 3600:.1f} h"
-        else:
-            shown = "—"  # a kind of run this machine has not trained
-        speeds = " | ".join(f"{per_epoch[k]:.1f}" if k in per_epoch else "—" for k in planned)
-        lines.append(f"| {label} | {runs[label]} | {speeds} | {shown} |")
+        speeds = " | ".join(
+            f"{median(timed[label, k, 'train']):.1f}" if timed.get((label, k, "train")) else "—"
+            for k in planned
+        )
+        full = hours(label, ("train", "after", "test"))
+        lines.append(
+            f"| {label} | {runs[label]} | {speeds} | {hours(label, ('train',))} | {full} |"
+        )
     return [*lines, ""]
 
 

@@ -53,6 +53,9 @@ class CellResult:
     total_params: int = 0
     fusion_params: int = 0
     train_seconds: float = 0.0
+    # the test scoring after training (the test split, each modality alone, each stage's
+    # exchange off); None for runs from before it was timed
+    test_seconds: float | None = None
     error: str = ""
     # validation's headline metric (the ensemble's) after each validated epoch: [epoch, value]
     val_curve: list[list[float]] = field(default_factory=list)
@@ -278,6 +281,7 @@ def train_cell(config: Config, method: str, seed: int) -> CellResult:
             result.scheduled_epochs = trainer.parts.epochs
             result.schedule_end_score = schedule_end_score(result, config)
             if (Path(config.data.root) / config.data.test_list).is_file():
+                start = time.perf_counter()
                 test = task.build_datasets(config, ("test",))["test"]
                 with task.shared_evaluations(config):
                     scores = task.evaluate(trainer.model, test, config, progress=False)
@@ -285,6 +289,7 @@ def train_cell(config: Config, method: str, seed: int) -> CellResult:
                     model = trainer.model
                     result.test_single_modality = single_modality_scores(model, test, config)
                     result.test_exchange_off = exchange_off_scores(model, test, config)
+                result.test_seconds = time.perf_counter() - start
         except NonFiniteLossError as error:
             result.status, result.error = "diverged", str(error)
         except Exception as error:  # a crashing method is a result of the comparison, too
