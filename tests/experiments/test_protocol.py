@@ -370,6 +370,30 @@ def test_run_trains_the_missing_cells_with_the_commands_it_records(segmentation_
     )
 
 
+def test_a_run_that_ends_without_a_result_is_not_restarted_by_the_same_call(
+    segmentation_yaml, tmp_path, monkeypatch, capsys
+):
+    path = write_protocol(
+        tmp_path,
+        segmentation_yaml,
+        knobs={"lr": {"a": []}},
+        families={"cen": {"methods": ["cen"], "tune": ["lr"], "seeds": 1}},
+    )
+    protocol = Protocol.load(path)
+    started = []
+
+    def crashing(cell, env):  # a run killed from outside (or crashing) before its result
+        started.append(cell)
+        assert len(started) == 1, "restarted"
+        return subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+
+    monkeypatch.setattr(protocol, "_start", crashing)
+    assert protocol.run(jobs=1) == 1  # it ends, and the call with it: no loop
+    assert names(started) == [("cen", "lra", 0)]
+    assert "exit code 3 without a result; not started again" in capsys.readouterr().out
+    assert names(protocol.plan()) == [("cen", "lra", 0)]  # the next call tries it again
+
+
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc")
 def test_sigterm_stops_the_runner_and_its_runs_which_keep_a_checkpoint(segmentation_yaml, tmp_path):
     """Killing the runner must not leave its runs training on alone, as the default SIGTERM

@@ -497,7 +497,9 @@ class Protocol:
 
         SIGINT or SIGTERM stops it the same way: the running cells get SIGTERM (each saves a
         checkpoint after its current step) and are waited for, so none is left training
-        without the runner, then :class:`TrainingInterrupted` says how many finished."""
+        without the runner, then :class:`TrainingInterrupted` says how many finished. A run
+        that ends without writing its result (killed from outside, or crashed before it could)
+        is not started again by this call, so a run that keeps crashing does not loop."""
         if jobs < 1:
             raise ValueError(f"--jobs: expected at least 1, got {jobs}")
         self.check_names(only)
@@ -506,16 +508,19 @@ class Protocol:
         start = time.monotonic()
         env = _thread_env(threads)
         running: dict[Cell, subprocess.Popen] = {}
+        left_alone: set[Cell] = set()  # ended without a result: not restarted by this call
         finished = 0
         stop_message = "stopping the running runs (each saves a checkpoint after its step)"
         with StopRequests(stop_message) as stops:
             try:
                 while not stops.requested:
-                    finished += self._collect_finished(running)
+                    finished += self._collect_finished(running, left_alone)
                     if limit_s is not None and time.monotonic() - start > limit_s:
                         print("time limit reached", flush=True)
                         break
-                    pending = [c for c in self.plan(only) if c not in running]
+                    pending = [
+                        c for c in self.plan(only) if c not in running and c not in left_alone
+                    ]
                     if not pending and not running:
                         break
                     for cell in pending[: jobs - len(running)]:
@@ -542,13 +547,22 @@ class Protocol:
               flush=True)  # fmt: skip
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env)
 
-    def _collect_finished(self, running: dict[Cell, subprocess.Popen]) -> int:
-        """Drop the runs that have ended from ``running``, say how each ended; their count."""
+    def _collect_finished(
+        self, running: dict[Cell, subprocess.Popen], left_alone: set[Cell]
+    ) -> int:
+        """Drop the runs that have ended from ``running`` and say how each ended; those that
+        wrote no result join ``left_alone``. Returns how many ended."""
         codes = {cell: process.poll() for cell, process in running.items()}
         ended = [(cell, code) for cell, code in codes.items() if code is not None]
         for cell, code in ended:
             del running[cell]
-            status = (self.result(cell) or {}).get("status", f"exit code {code}")
+            result = self.result(cell)
+            if result is None:
+                left_alone.add(cell)
+                status = (f"exit code {code} without a result; not started again before the "
+                          "next `protocol run`")  # fmt: skip
+            else:
+                status = result.get("status", "?")
             print(f"done: {cell.method} {cell.setting_name} seed {cell.seed}: {status}", flush=True)
         return len(ended)
 
