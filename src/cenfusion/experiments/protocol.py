@@ -371,27 +371,17 @@ class Protocol:
         self.check_names(only)
         choices = {name: self.choose(f) for name, f in self.families.items()}
         tuning = [c for choice in choices.values() for c in choice.missing]
-        headline, others = [], []
+        headline = self.headline_cells(choices)
+        others = []
         for name, family in self.families.items():
             choice = choices[name]
-            if not choice.done:
-                continue
-            assert choice.setting is not None
-            if family.setting_from is not None:
-                for method in family.methods:
-                    headline += [
-                        Cell(name, method, choice.setting, s, "seeds") for s in range(family.seeds)
-                    ]
-                continue
-            headline += [
-                Cell(name, choice.method, choice.setting, s, "seeds") for s in range(family.seeds)
-            ]
-            others += [
-                Cell(name, m, choice.setting, s, "seeds")
-                for m in family.methods
-                if m != choice.method
-                for s in range(family.other_seeds)
-            ]
+            if choice.done and family.setting_from is None:
+                others += [
+                    Cell(name, m, choice.setting, s, "seeds")
+                    for m in family.methods
+                    if m != choice.method
+                    for s in range(family.other_seeds)
+                ]
         # by the candidates' places in their rounds: every family's first candidate (its
         # defaults) before any family's second, so that early results compare the families
         # at one setting
@@ -405,6 +395,23 @@ class Protocol:
             for c in tuning + by_seed
             if self.missing(c) and (not wanted or {c.family, c.method} & wanted)
         ]
+
+    def headline_cells(self, choices: dict[str, Choice]) -> list[Cell]:
+        """The seeds of the headline table, family by family: each chosen method's, and every
+        method's of a family that takes another's setting (the ablations)."""
+        cells = []
+        for name, family in self.families.items():
+            choice = choices[name]
+            if not choice.done:
+                continue
+            assert choice.setting is not None
+            methods = family.methods if family.setting_from is not None else (choice.method,)
+            cells += [
+                Cell(name, method, choice.setting, seed, "seeds")
+                for method in methods
+                for seed in range(family.seeds)
+            ]
+        return cells
 
     def check_names(self, names: Sequence[str]) -> None:
         """Refuse a name that is neither a family nor a method of this protocol."""
@@ -761,18 +768,12 @@ def _time_lines(protocol: Protocol, report: dict[str, Any], cores: int = 2) -> l
     them, over ``cores`` runs at once (one thread each)."""
     planned = {ONE_INPUT: 0, FUSED: 0}
     finished: list[tuple[str, dict[str, Any]]] = []
-    for name, choice in report["choices"].items():
-        if not choice.done:
-            continue
-        family = protocol.families[name]
-        methods = family.methods if family.setting_from is not None else (choice.method,)
-        for method in methods:
-            kind = ONE_INPUT if method.startswith("unimodal-") else FUSED
-            planned[kind] += family.seeds
-            for seed in range(family.seeds):
-                result = protocol.result(Cell(name, method, choice.setting, seed, "seeds"))
-                if result and result.get("status") == "ok" and result.get("epochs"):
-                    finished.append((kind, result))
+    for cell in protocol.headline_cells(report["choices"]):
+        kind = ONE_INPUT if cell.method.startswith("unimodal-") else FUSED
+        planned[kind] += 1
+        result = protocol.result(cell)
+        if result and result.get("status") == "ok" and result.get("epochs"):
+            finished.append((kind, result))
     if not finished:
         return []
     epochs = {k: [len(r["epochs"]) for kind, r in finished if kind == k] for k in planned}
