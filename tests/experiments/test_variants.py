@@ -6,7 +6,7 @@ import pytest
 
 from cenfusion.config import load_config
 from cenfusion.experiments import resolve_variants
-from cenfusion.experiments.variants import ABLATIONS, baseline_names
+from cenfusion.experiments.variants import ABLATIONS, baseline_names, unimodal_modality
 
 
 def test_groups_expand_to_every_method_once():
@@ -15,6 +15,14 @@ def test_groups_expand_to_every_method_once():
     assert len(names) == len(set(names)) == 3 + 16 + len(ABLATIONS) - 1  # cen is in both
     assert set(baseline_names()) <= set(names)
     assert [v.name for v in resolve_variants(["ablations"], ["rgb", "depth"])] == list(ABLATIONS)
+
+
+def test_a_one_input_method_names_its_modality_and_every_other_method_none():
+    modalities = ["rgb", "depth"]
+    for variant in resolve_variants(["all"], modalities):
+        expected = variant.name.removeprefix("unimodal-") if "unimodal" in variant.name else None
+        assert unimodal_modality(variant.name) == expected
+    assert [unimodal_modality(f"unimodal-{m}") for m in modalities] == modalities
 
 
 def test_translation_skips_the_segmentation_ablations_of_a_group_and_refuses_them_by_name():

@@ -61,7 +61,7 @@ from cenfusion.experiments.report import (
 )
 from cenfusion.experiments.runner import CellResult, input_files, machine_info, trains_on
 from cenfusion.experiments.statistics import Interval, mean_interval, paired_difference
-from cenfusion.experiments.variants import resolve_task_variants
+from cenfusion.experiments.variants import resolve_task_variants, unimodal_modality
 from cenfusion.tasks import get_task
 
 METHOD_ROUND = "method"
@@ -769,7 +769,7 @@ def _time_lines(protocol: Protocol, report: dict[str, Any], cores: int = 2) -> l
     planned = {ONE_INPUT: 0, FUSED: 0}
     finished: list[tuple[str, dict[str, Any]]] = []
     for cell in protocol.headline_cells(report["choices"]):
-        kind = ONE_INPUT if cell.method.startswith("unimodal-") else FUSED
+        kind = FUSED if unimodal_modality(cell.method) is None else ONE_INPUT
         planned[kind] += 1
         result = protocol.result(cell)
         if result and result.get("status") == "ok" and result.get("epochs"):
@@ -980,7 +980,7 @@ def _class_lines(protocol: Protocol, report: dict[str, Any]) -> list[str]:
     def mean_score(method: str) -> float:
         return summary[method]["scores"]["ensemble"][key]["mean"]
 
-    fusions = [m for m in methods if m != "cen" and not m.startswith("unimodal-")]
+    fusions = [m for m in methods if m != "cen" and unimodal_modality(m) is None]
     best = max(fusions, key=mean_score) if fusions else None
     count = len(next(iter(per_seed["cen"].values())))
     assert protocol.base is not None
@@ -1074,8 +1074,7 @@ def _robustness_lines(report: dict[str, Any]) -> list[str]:
             columns.setdefault("all", {})[seed] = float(scores["ensemble"][key])
             for name, outputs in single.items():
                 columns.setdefault(name, {})[seed] = float(outputs["ensemble"][key])
-        elif method.startswith("unimodal-") and method.removeprefix("unimodal-") in modalities:
-            name = method.removeprefix("unimodal-")
+        elif (name := unimodal_modality(method)) in modalities:
             rows.setdefault(method, {}).setdefault(name, {})[seed] = float(scores["ensemble"][key])
     if not any(len(columns) > 1 for columns in rows.values()):
         return []

@@ -179,6 +179,12 @@ def _baseline(fusion: str, stage: str) -> Variant:
     )
 
 
+def unimodal_modality(name: str) -> str | None:
+    """``"unimodal-rgb"`` -> ``"rgb"``: the one modality a one-input method trains on; None for
+    a method that fuses (the naming rule :func:`resolve_variants` builds those methods by)."""
+    return name.removeprefix("unimodal-") if name.startswith("unimodal-") else None
+
+
 def _unimodal(modality: str) -> Variant:
     return Variant(
         f"unimodal-{modality}",
@@ -226,8 +232,8 @@ def resolve_variants(
             variant = FIXED_VARIANTS[name]
         elif (parts := _baseline_parts(name)) is not None:
             variant = _baseline(*parts)
-        elif name.startswith("unimodal-") and name.removeprefix("unimodal-") in modalities:
-            variant = _unimodal(name.removeprefix("unimodal-"))
+        elif (modality := unimodal_modality(name)) in modalities:
+            variant = _unimodal(modality)
         else:
             known = ["all", "baselines", "ablations", "unimodal", *FIXED_VARIANTS]
             raise ValueError(
