@@ -197,7 +197,8 @@ def test_every_relative_link_of_the_docs_resolves():
     assert not broken, broken
 
 
-PROTOCOLS = sorted((ROOT / "experiments" / "protocols").glob("*.yaml"))
+# the benchmarks, and the diagnostics that rerun their chosen settings another way
+PROTOCOLS = sorted((ROOT / "experiments" / "protocols").rglob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", PROTOCOLS, ids=[p.stem for p in PROTOCOLS])

@@ -505,6 +505,18 @@ def test_the_shipped_protocols_read_and_plan(monkeypatch, name):
     assert {c.purpose for c in protocol.plan()} <= {"tuning", "seeds"}
 
 
+@pytest.mark.parametrize(
+    "name",
+    sorted(p.name for p in (ROOT / "experiments" / "protocols" / "diagnostics").glob("*.yaml")),
+)
+def test_the_shipped_diagnostics_read_and_plan_without_a_sweep(monkeypatch, name):
+    """A diagnostic reruns settings a benchmark chose: one option per knob, nothing tuned."""
+    monkeypatch.chdir(ROOT)
+    protocol = Protocol.load(f"experiments/protocols/diagnostics/{name}")
+    assert all(len(options) == 1 for options in protocol.knobs.values())
+    assert {c.purpose for c in protocol.plan()} <= {"tuning", "seeds"}
+
+
 def test_preparation_steps_run_once_and_a_failing_one_stops_with_its_command(
     segmentation_yaml, tmp_path, monkeypatch
 ):
