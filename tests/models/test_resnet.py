@@ -9,7 +9,7 @@ import torch
 import cenfusion
 from benchmarks.list_baseline import ListResNet
 from cenfusion.models.backbones import RESNETS, load_torchvision_resnet
-from cenfusion.nn import ModalityBatchNorm2d, exchange_sites
+from cenfusion.nn import ModalityBatchNorm2d, exchange_sites, penalised_scaling_factors
 
 
 def randomise_norms(model, seed=0):
@@ -128,6 +128,28 @@ def test_exchange_at_some_stages_is_exchange_there_and_none_elsewhere(stages, ch
     assert sorted(exchanging + kept) == sorted(name for name, _ in exchange_sites(some))
     assert exchanging and {int(name[5]) for name in exchanging} == set(chosen)
     assert kept and not {int(name[5]) for name in kept} & set(chosen)
+
+
+def test_sites_at_some_stages_only_leave_plain_private_norms_elsewhere():
+    """Outside ``site_stages`` a norm is no site: the features equal those of the exchange kept
+    to the same stages, and the L1 term covers the chosen stages' sites alone."""
+    torch.manual_seed(0)
+    some = randomise_norms(cenfusion.create_backbone("resnet18", 2, site_stages="early"))
+    reference = cenfusion.create_backbone("resnet18", 2, exchange_stages="early").eval()
+    reference.load_state_dict(some.state_dict())
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        for a, b in zip(some.eval()(x), reference(x), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    sites = [name for name, _ in exchange_sites(some)]
+    assert sites == [name for name, _ in exchange_sites(some, exchanging=True)]
+    assert sites == ["layer1.0.bn1", "layer1.1.bn1"]
+    everywhere = cenfusion.create_backbone("resnet18", 2)
+    penalised = list(penalised_scaling_factors(some))
+    assert len(penalised) == 2 * len(sites)  # one chunk per modality and site
+    assert len(list(penalised_scaling_factors(everywhere))) == 2 * 8
+    with pytest.raises(ValueError, match="site_stages: expected one of"):
+        cenfusion.create_backbone("resnet18", 2, site_stages="first")
 
 
 def test_exchange_stages_are_checked():

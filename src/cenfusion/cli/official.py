@@ -62,6 +62,12 @@ def run_export(args: argparse.Namespace) -> int:
             f"{args.checkpoint}: model.exchange_stages is {config.model.exchange_stages!r}, "
             "but the public code exchanges at every site: its copy would predict differently"
         )
+    site_stages = getattr(config.model, "site_stages", "all")  # a segmentation field
+    if site_stages != "all":
+        raise ValueError(
+            f"{args.checkpoint}: model.site_stages is {site_stages!r}, but every norm of the "
+            "public code's trunk is a site: its copy would exchange where this one does not"
+        )
     task = get_task(config.task)
     official = cenfusion_to_official(payload["model"], payload.get("official_unused_norms"))
     saved, what = task.export_official(payload, official)

@@ -18,6 +18,9 @@ method trains with the same data, schedule, budget and seed. Names:
 - ``cen-exchange-early`` (segmentation): CEN exchanging in the first stage only
   (``model.exchange_stages=early``), the deeper sites keeping their L1 term: whether the deep
   stages' exchange carries anything.
+- ``cen-sites-early`` (segmentation): CEN whose first stage alone has sites
+  (``model.site_stages=early``): the deeper norms are plain private norms, neither penalised
+  nor exchanging, so they keep every channel: what the L1 term's emptied deep channels cost.
 - ``cen-first-block-norm`` (translation): CEN with a norm, and so an exchange site, in the
   U-Net's first encoder block (``model.first_block_norm``; pix2pix has none there): whether
   exchanging where the full-resolution skip starts closes the gap to early fusion.
@@ -118,6 +121,18 @@ FIXED_VARIANTS: dict[str, Variant] = {
             "model.fusion=cen",
             "model.exchange=true",
             "model.exchange_stages=early",
+            "train.sparsity=disjoint",
+        ),  # fmt: skip
+        backbone_ablation=True,
+    ),
+    "cen-sites-early": Variant(
+        "cen-sites-early",
+        "CEN with sites (L1 term and exchange) in the first stage only; deeper norms plain",
+        (
+            "model.fusion=cen",
+            "model.exchange=true",
+            EVERY_STAGE,
+            "model.site_stages=early",
             "train.sparsity=disjoint",
         ),  # fmt: skip
         backbone_ablation=True,

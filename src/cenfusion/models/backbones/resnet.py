@@ -286,6 +286,9 @@ class CENResNet(ResNet):
     sites, hence no L1 term). ``exchange_stages`` (``"early"``, ``[1, 2]``, ... as
     ``fusion_stages``) limits the exchange to those stages; the other stages' sites stay sites,
     their penalised channels under the L1 term but never replaced (as ``exchange=False``).
+    ``site_stages`` (the same forms) keeps sites in those stages only: the other stages' norms
+    are plain private norms, neither penalised nor exchanging, so they keep every channel (the
+    L1 term otherwise empties the penalised share of every deep site, exchanged or not).
     """
 
     def __init__(
@@ -303,6 +306,7 @@ class CENResNet(ResNet):
         fusion_stages: str | Sequence[int] = "all",
         stage_channels: Sequence[int] = STAGE_CHANNELS,
         exchange_stages: str | Sequence[int] = "all",
+        site_stages: str | Sequence[int] = "all",
     ) -> None:
         modalities = tuple(modalities)
         if not modalities or len(set(modalities)) != len(modalities):
@@ -348,10 +352,13 @@ class CENResNet(ResNet):
                 f"site exchanges",
                 stacklevel=2,
             )
+        self.site_stages = resolve_stages(site_stages, 4, "site_stages")
         for index, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4), 1):
-            if index not in self.exchange_stages:
-                for _, site in exchange_sites(layer):
+            for _, site in list(exchange_sites(layer)):
+                if index not in self.exchange_stages or index not in self.site_stages:
                     site.exchange_threshold = None
+                if index not in self.site_stages:
+                    site.exchange_site = False
         self.share_convs = share_convs
         self.private_norms = private_norms
         self.fusion_method = fusion
@@ -388,6 +395,7 @@ def create_backbone(
     fusion_stages: str | Sequence[int] = "all",
     stage_channels: Sequence[int] = STAGE_CHANNELS,
     exchange_stages: str | Sequence[int] = "all",
+    site_stages: str | Sequence[int] = "all",
 ) -> CENResNet:
     """Build a CEN ResNet (``resnet18`` .. ``resnet152``) over ``modalities``.
 
@@ -396,15 +404,15 @@ def create_backbone(
     BatchNorm (and, with ``share_convs=False``, every convolution) is copied into each
     modality's copy. Nothing is ever downloaded. ``share_convs``, ``private_norms``, ``fusion``
     and ``fusion_stages``: the paper's ablations and baselines; ``exchange_stages``: where the
-    exchange happens (see :class:`CENResNet`). ``stage_channels``: the four stages' widths (see
-    :class:`ResNet`).
+    exchange happens and ``site_stages`` where the norms are sites at all (see
+    :class:`CENResNet`). ``stage_channels``: the four stages' widths (see :class:`ResNet`).
     """
     if isinstance(modalities, int):
         modalities = tuple(f"m{i}" for i in range(modalities))
     model = CENResNet(
         _spec(name), modalities, bn_threshold, exchange, exchange_norms, in_channels,
         output_stride, share_convs, private_norms, fusion, fusion_stages, stage_channels,
-        exchange_stages,
+        exchange_stages, site_stages,
     )  # fmt: skip
     if pretrained is not None:
         load_torchvision_resnet(model, pretrained)

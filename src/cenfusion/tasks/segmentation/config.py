@@ -27,6 +27,9 @@ class SegmentationModelConfig(ModelConfig):
     bn_threshold: float = 2e-2
     # norms of each residual block that exchange (default bn2 / basic bn1; "all")
     exchange_norms: list[str] | None = None
+    # the stages whose sites stay sites (early | middle | late | all, or 1-based numbers): the
+    # other stages' norms are plain private norms, neither under the L1 term nor exchanging
+    site_stages: str | list[int] = "all"
     # local torchvision-format ImageNet state dict for the backbone (never downloaded)
     pretrained: str | None = None
     # 32 | 16 | 8 (dilated); default 32 for RefineNet, 8 for PSPNet

@@ -70,6 +70,7 @@ def build_model(config: Config) -> CENSegmentationModel:
         "exchange": m.exchange,
         "exchange_stages": m.exchange_stages,
         "exchange_norms": m.exchange_norms,
+        "site_stages": m.site_stages,
         "pretrained": m.pretrained,
         "fusion": m.fusion,
         "fusion_stages": m.fusion_stages,
