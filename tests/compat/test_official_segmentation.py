@@ -137,3 +137,9 @@ def test_command_line_import_and_export_round_trip(official_state, tmp_path, cap
     save_checkpoint({**payload, "config": json.dumps(config)}, tmp_path / "early.pt")
     assert main(["export-official", str(tmp_path / "early.pt"), "-o", str(back)]) == 2
     assert "model.exchange_stages is 'early'" in capsys.readouterr().err
+    # nor one whose deeper norms are no sites
+    config["model"]["exchange_stages"] = "all"
+    config["model"]["site_stages"] = [1]
+    save_checkpoint({**payload, "config": json.dumps(config)}, tmp_path / "sites.pt")
+    assert main(["export-official", str(tmp_path / "sites.pt"), "-o", str(back)]) == 2
+    assert "model.site_stages is [1]" in capsys.readouterr().err

@@ -6,7 +6,9 @@ import pytest
 
 from cenfusion.analysis.probes import TheoremProbe
 from cenfusion.config import config_from_dict, load_config
+from cenfusion.nn import exchange_sites
 from cenfusion.tasks import TASKS, get_task
+from cenfusion.tasks.segmentation.training import build_model
 
 
 def theorem_probe(trainer) -> TheoremProbe:
@@ -71,6 +73,20 @@ def test_theorem_1_is_checked_where_the_exchange_is_off(segmentation_config):
     }
     full = theorem_probe(task.trainer(segmentation_config(), progress=False))
     assert not full.active and full.sites == []
+
+
+def test_site_stages_reach_the_model_and_its_l1_term(segmentation_config):
+    """``model.site_stages=early``: the built network's only sites are layer1's, so the L1
+    term and the Theorem-1 monitor see them alone."""
+    model = build_model(segmentation_config("model.site_stages=early"))
+    sites = [name for name, _ in exchange_sites(model)]
+    assert sites and all(name.startswith("backbone.layer1.") for name in sites)
+    everywhere = [name for name, _ in exchange_sites(build_model(segmentation_config()))]
+    assert set(sites) < set(everywhere)
+    task = get_task("segmentation")
+    config = segmentation_config("model.site_stages=early", "model.exchange=false")
+    probe = theorem_probe(task.trainer(config, progress=False))
+    assert probe.active and sorted(probe.sites) == sorted(sites)
 
 
 def test_translation_monitors_the_lambda_it_trains_with(translation_config):
