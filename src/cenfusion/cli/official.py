@@ -57,17 +57,15 @@ def run_import(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     payload = load_checkpoint(args.checkpoint)
     config = checkpoint_config(payload, args.checkpoint)
-    if config.model.exchange_stages != "all":
-        raise ValueError(
-            f"{args.checkpoint}: model.exchange_stages is {config.model.exchange_stages!r}, "
-            "but the public code exchanges at every site: its copy would predict differently"
-        )
-    site_stages = getattr(config.model, "site_stages", "all")  # a segmentation field
-    if site_stages != "all":
-        raise ValueError(
-            f"{args.checkpoint}: model.site_stages is {site_stages!r}, but every norm of the "
-            "public code's trunk is a site: its copy would exchange where this one does not"
-        )
+    # the public code's trunk has a site at every norm and exchanges at each; site_stages is
+    # a segmentation key, hence the default
+    for key in ("exchange_stages", "site_stages"):
+        stages = getattr(config.model, key, "all")
+        if stages != "all":
+            raise ValueError(
+                f"{args.checkpoint}: model.{key} is {stages!r}, but the public code exchanges "
+                "at every site: its copy would predict differently"
+            )
     task = get_task(config.task)
     official = cenfusion_to_official(payload["model"], payload.get("official_unused_norms"))
     saved, what = task.export_official(payload, official)

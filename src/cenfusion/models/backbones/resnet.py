@@ -354,7 +354,7 @@ class CENResNet(ResNet):
             )
         self.site_stages = resolve_stages(site_stages, 4, "site_stages")
         for index, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4), 1):
-            for _, site in list(exchange_sites(layer)):
+            for _, site in exchange_sites(layer):
                 if index not in self.exchange_stages or index not in self.site_stages:
                     site.exchange_threshold = None
                 if index not in self.site_stages:
